@@ -1,0 +1,3 @@
+from ganops.cli import app
+
+app(prog_name="ganops")

@@ -1,0 +1,151 @@
+"""The ``ganops`` command line: one command per DVC stage.
+
+Each command reads ``params.yaml``, calls its stage module and turns user errors
+(``GanopsError``) into one line on stderr and a non-zero exit code, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ganops import __version__
+from ganops.config import Params, load_params
+from ganops.errors import GanopsError
+
+app = typer.Typer(
+    help="GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="Params file to read.", dir_okay=False)
+]
+
+
+def user_errors(command: F) -> F:
+    """Report ``GanopsError`` as ``error: <message>`` and exit with its code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except GanopsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _params(path: Path) -> Params:
+    return load_params(path)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ganops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate."""
+
+
+@app.command()
+@user_errors
+def download(
+    out: Annotated[Path, typer.Option(help="Directory for the four verified .gz files.")] = Path(
+        "data/raw"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Fetch the dataset's four IDX files and verify their decompressed SHA-256.
+
+    Reads params: data.dataset, data.source. Writes OUT/*.gz and OUT/manifest.json;
+    on any failure OUT is left as it was.
+    """
+    from ganops.stages import download as stage
+
+    stage.run(_params(params).data, out)
+
+
+@app.command()
+@user_errors
+def prepare(
+    raw: Annotated[Path, typer.Option(help="Output of `ganops download`.")] = Path("data/raw"),
+    out: Annotated[Path, typer.Option(help="Directory for train.pt/test.pt.")] = Path(
+        "data/prepared"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Decode the IDX files, normalize pixels to [-1, 1], keep labels.
+
+    Reads RAW/*.gz and params data.*. Writes OUT/train.pt, OUT/test.pt (images float32
+    (N,1,28,28) and labels int64, loadable with torch.load(weights_only=True)) and OUT/meta.json.
+    """
+    from ganops.stages import prepare as stage
+
+    stage.run(_params(params).data, raw, out)
+
+
+@app.command()
+@user_errors
+def train(
+    data: Annotated[Path, typer.Option(help="Output of `ganops prepare`.")] = Path("data/prepared"),
+    models: Annotated[Path, typer.Option(help="Directory for model files.")] = Path("models"),
+    out: Annotated[Path, typer.Option(help="Directory for curves and samples.")] = Path(
+        "outputs/train"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train the GAN (on the GPU when present) and log the run to MLflow.
+
+    Reads DATA/train.pt and params model.*, train.*, tracking.*. Writes MODELS/generator.pt,
+    MODELS/checkpoint.pt, OUT/losses.csv (per-interval losses, a DVC plot), OUT/samples.png
+    and OUT/mlflow_run.json (the run that evaluate logs to).
+    """
+    from ganops.stages import train as stage
+
+    stage.run(_params(params), data, models, out)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Output of `ganops prepare`.")] = Path("data/prepared"),
+    models: Annotated[Path, typer.Option(help="Output of `ganops train`.")] = Path("models"),
+    train_out: Annotated[Path, typer.Option(help="Train stage outputs.")] = Path("outputs/train"),
+    out: Annotated[Path, typer.Option(help="Directory for metrics.json.")] = Path(
+        "outputs/evaluate"
+    ),
+    cache: Annotated[Path, typer.Option(help="Cache of real-image statistics.")] = Path(
+        "data/fid_cache"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """FID between generated samples and real test images (torchmetrics, Inception 2048-d).
+
+    Reads MODELS/generator.pt, DATA/test.pt, params evaluate.*. Writes OUT/metrics.json
+    (e.g. {"fid_10k": ...}), caches real statistics in CACHE and logs FID to the MLflow run
+    recorded in TRAIN_OUT/mlflow_run.json.
+    """
+    from ganops.stages import evaluate as stage
+
+    stage.run(_params(params), data, models, train_out, out, cache)

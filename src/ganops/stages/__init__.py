@@ -1,0 +1,1 @@
+"""One module per DVC stage: read params, call library code, write outputs."""

@@ -1,0 +1,47 @@
+"""Stage ``prepare``: decode IDX, normalize to [-1, 1], save train/test tensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ganops.config import DataConfig
+from ganops.data import SPLITS, load_split
+from ganops.errors import DataError
+from ganops.io import save_torch, write_json
+from ganops.stages.download import MANIFEST
+
+
+def read_manifest(raw_dir: Path, dataset: str) -> dict[str, object]:
+    path = raw_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError) as error:
+        raise DataError(
+            f"{path}: missing or unreadable ({error}); run `ganops download` first"
+        ) from None
+    if manifest.get("dataset") != dataset:
+        raise DataError(
+            f"{raw_dir} holds {manifest.get('dataset')!r} but data.dataset is "
+            f"{dataset!r}; run `ganops download` again"
+        )
+    return dict(manifest)
+
+
+def run(cfg: DataConfig, raw_dir: Path, out_dir: Path) -> dict[str, object]:
+    """Write ``<out_dir>/{train,test}.pt`` (images float32 in [-1,1], labels int64) and meta."""
+    manifest = read_manifest(raw_dir, cfg.dataset)
+    meta: dict[str, object] = {"dataset": cfg.dataset, "dataset_sha256": manifest["sha256"]}
+    for split, limit in zip(SPLITS, (cfg.train_subset, cfg.test_subset), strict=True):
+        images, labels = load_split(raw_dir, cfg.dataset, split, limit)
+        # Contiguous, plain tensors so torch.load(weights_only=True, mmap=True) maps them.
+        save_torch(
+            {"images": images.contiguous(), "labels": labels.contiguous()}, out_dir / f"{split}.pt"
+        )
+        meta[f"{split}_count"] = len(images)
+        print(
+            f"prepared {split}: {tuple(images.shape)} in [{images.min():.0f}, "
+            f"{images.max():.0f}] -> {out_dir / f'{split}.pt'}"
+        )
+    write_json(meta, out_dir / "meta.json")
+    return meta

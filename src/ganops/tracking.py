@@ -1,0 +1,150 @@
+"""Everything MLflow: where runs go, opening them, and what gets logged.
+
+The training loop only sees ``TrainLogger``; this module is the one that imports mlflow
+(lazily, since the import costs seconds and tracking can be off).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganops.config import Params, TrackingConfig, to_flat_dict
+from ganops.images import grid_array
+
+
+def repo_root(start: Path) -> Path:
+    """The project root, also from inside a DVC temporary workspace.
+
+    ``dvc exp run --temp`` and ``--queue`` run the pipeline in a copy under
+    ``<root>/.dvc/tmp/exps/``; resolving runs to the real root keeps them in one database.
+    """
+    start = start.resolve()
+    parts = start.parts
+    for i in range(len(parts) - 1):
+        if parts[i] == ".dvc" and parts[i + 1] == "tmp":
+            return Path(*parts[:i])
+    for candidate in (start, *start.parents):
+        if (candidate / ".dvc").is_dir() or (candidate / ".git").exists():
+            return candidate
+    return start
+
+
+def tracking_uri(cfg: TrackingConfig, cwd: Path) -> str:
+    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite at the repo root."""
+    if cfg.uri:
+        return cfg.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{repo_root(cwd) / 'mlflow.db'}"
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+def _experiment_id(name: str, uri: str, root: Path) -> str:
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    # With the default SQLite store, pin artifacts to the repo root too; MLflow would
+    # otherwise put them under the current directory, lost with a DVC temp workspace.
+    location = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by a parallel experiment
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
+
+
+class MlflowLogger:
+    """``TrainLogger`` that writes to the active MLflow run."""
+
+    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
+        import mlflow
+
+        mlflow.log_metrics({**stats, "epoch": float(epoch)}, step=step)
+
+    def log_samples(self, images: torch.Tensor, epoch: int) -> None:
+        import mlflow
+
+        # key + step makes the UI show the grids as one image series over epochs.
+        mlflow.log_image(grid_array(images), key="samples", step=epoch)
+
+
+@contextmanager
+def training_run(params: Params, cwd: Path, tags: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Open the MLflow run for a training job; yields its reference (``run_id``, ``uri``)."""
+    import mlflow
+
+    root = repo_root(cwd)
+    uri = tracking_uri(params.tracking, cwd)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = _experiment_id(params.tracking.experiment, uri, root)
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_name = exp_name or f"{params.data.dataset}-{params.model.arch}-{params.train.loss}-{stamp}"
+    all_tags = {**tags, "git_commit": _git_commit(root) or "unknown"}
+    if exp_name:
+        all_tags["dvc_exp_name"] = exp_name
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
+        mlflow.log_params(to_flat_dict(params))
+        yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
+
+
+def log_to_active(metrics: dict[str, float]) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_generator(generator: nn.Module, latent_dim: int) -> None:
+    """Log the generator as an MLflow PyTorch model that loads back and generates."""
+    import mlflow.pytorch
+
+    example = torch.randn(2, latent_dim).numpy()
+    model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
+    mlflow.pytorch.log_model(model, name="generator", input_example=example)
+
+
+def log_to_run(
+    run_ref: dict[str, str], metrics: dict[str, float], tags: dict[str, Any] | None = None
+) -> None:
+    """Add metrics (e.g. FID from the evaluate stage) to an earlier run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(run_ref["uri"])
+    with mlflow.start_run(run_id=run_ref["run_id"]):
+        mlflow.log_metrics(metrics)
+        if tags:
+            mlflow.set_tags(tags)

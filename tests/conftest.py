@@ -1,0 +1,44 @@
+"""Shared fixtures: the real MNIST copy beside the project, tiny params, a temp MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "datasets" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The four original MNIST IDX files (../shared/datasets/mnist from the project root)."""
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"real MNIST copy not found at {MNIST_DIR}; the tests need it")
+    return MNIST_DIR
+
+
+def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dict[str, Any]:
+    """A params mapping small enough for a CPU test: real MNIST subset, one epoch."""
+    params: dict[str, Any] = {
+        "data": {"dataset": "mnist", "source": str(mnist), "train_subset": 512, "test_subset": 128},
+        "model": {"g_hidden": [64, 128], "d_hidden": [128, 64]},
+        "train": {"device": "cpu", "epochs": 1, "batch_size": 64, "log_every": 2, "grid_size": 16},
+        "evaluate": {"num_samples": 64, "batch_size": 32, "device": "cpu"},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+    }
+    for section, values in overrides.items():
+        params[section] = {**params.get(section, {}), **values}
+    return params
+
+
+def write_params(path: Path, params: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def params_file(tmp_path: Path, mnist_dir: Path) -> Path:
+    return write_params(tmp_path / "params.yaml", tiny_params(tmp_path, mnist_dir))

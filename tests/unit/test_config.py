@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ganops.config import SECTIONS, Params, load_params, params_from_dict, to_flat_dict
+from ganops.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repo_params_yaml_lists_every_key_with_its_default() -> None:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, cls in SECTIONS.items():
+        assert set(raw[name]) == {f.name for f in dataclasses.fields(cls)}, name
+    assert load_params(ROOT / "params.yaml") == Params()
+
+
+def test_missing_keys_take_defaults_and_lists_become_tuples() -> None:
+    params = params_from_dict({"model": {"g_hidden": [8, 16]}, "train": {"lr_g": 1}})
+    assert params.model.g_hidden == (8, 16)
+    assert params.train.lr_g == 1.0 and isinstance(params.train.lr_g, float)
+    assert params.train.batch_size == Params().train.batch_size
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"train": {"lr_g": -0.001}}, "train.lr_g", "> 0.0"),
+        ({"train": {"batch_size": 0}}, "train.batch_size", ">= 1"),
+        ({"data": {"dataset": "cifar10"}}, "data.dataset", "mnist, fashion-mnist"),
+        ({"train": {"epochs": "ten"}}, "train.epochs", "an integer"),
+        ({"train": {"epochs": 2.5}}, "train.epochs", "an integer"),
+        ({"train": {"ema_decay": 1.0}}, "train.ema_decay", "< 1.0"),
+        ({"model": {"g_batchnorm": "yes"}}, "model.g_batchnorm", "true or false"),
+        ({"model": {"g_hidden": [64, 0]}}, "model.g_hidden", "positive integers"),
+        ({"train": {"lr_d": float("nan")}}, "train.lr_d", "finite"),
+        ({"train": {"learning_rate": 0.1}}, "train.learning_rate", "known keys"),
+        ({"trian": {"epochs": 1}}, "trian", "sections"),
+    ],
+)
+def test_bad_values_name_the_key_value_and_what_is_allowed(
+    raw: dict[str, object], key: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        params_from_dict(raw)
+    message = str(info.value)
+    assert key in message and fragment in message
+    assert "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: [1,\n")
+    with pytest.raises(ConfigError, match="YAML syntax error"):
+        load_params(path)
+
+
+def test_flat_dict_has_every_key_once() -> None:
+    flat = to_flat_dict(Params())
+    expected = sum(len(dataclasses.fields(cls)) for cls in SECTIONS.values())
+    assert len(flat) == expected
+    assert flat["train.lr_g"] == 2e-4 and flat["model.g_hidden"] == [256, 512, 1024]
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Params().train.epochs = 3  # type: ignore[misc]

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ganops import data
+from ganops.data import DATASETS, download, load_split, normalize, read_idx
+from ganops.errors import DataError
+
+MNIST = DATASETS["mnist"]
+
+
+def write_gz(path: Path, payload: bytes, level: int = 9) -> Path:
+    with gzip.open(path, "wb", compresslevel=level) as stream:
+        stream.write(payload)
+    return path
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + array.astype(np.uint8).tobytes()
+
+
+def test_reads_real_mnist_test_images_and_labels(mnist_dir: Path) -> None:
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
+
+
+def test_bad_magic_number_is_named(tmp_path: Path) -> None:
+    path = write_gz(tmp_path / "x.gz", b"\x00\x00\x0d\x03" + bytes(12))
+    with pytest.raises(DataError, match=r"x\.gz: bad IDX magic"):
+        read_idx(path)
+
+
+def test_header_that_disagrees_with_size_is_named(tmp_path: Path) -> None:
+    payload = idx_bytes(np.zeros((3, 28, 28)))[:-10]
+    with pytest.raises(DataError, match=r"bad\.gz: header says shape \(3, 28, 28\)"):
+        read_idx(write_gz(tmp_path / "bad.gz", payload))
+
+
+def test_truncated_gzip_is_named(tmp_path: Path, mnist_dir: Path) -> None:
+    blob = (mnist_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match=re.escape("t10k-labels-idx1-ubyte.gz")):
+        read_idx(path)
+
+
+def test_normalization_is_exact_at_both_ends() -> None:
+    pixels = np.array([[[0, 255], [127, 128]]], dtype=np.uint8)
+    out = normalize(pixels)
+    assert out.shape == (1, 1, 2, 2) and out.dtype == torch.float32
+    assert out[0, 0, 0, 0].item() == -1.0 and out[0, 0, 0, 1].item() == 1.0
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_download_from_local_dir_verifies_all_four(mnist_dir: Path, tmp_path: Path) -> None:
+    files = download(str(mnist_dir), "mnist", tmp_path / "raw")
+    assert files == MNIST.sha256
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(MNIST.sha256)
+    images, labels = load_split(tmp_path / "raw", "mnist", "test", limit=10)
+    assert images.shape == (10, 1, 28, 28) and labels.shape == (10,)
+
+
+def test_original_and_recompressed_gz_both_pass(mnist_dir: Path, tmp_path: Path) -> None:
+    """Verification is on decompressed content, so any gzip of the same bytes is accepted."""
+    source = tmp_path / "recompressed"
+    shutil.copytree(mnist_dir, source, ignore=shutil.ignore_patterns("*.md"))
+    name = "t10k-labels-idx1-ubyte.gz"
+    original = (source / name).read_bytes()
+    write_gz(source / name, gzip.decompress(original), level=1)
+    assert (source / name).read_bytes() != original
+    assert download(source.as_uri(), "mnist", tmp_path / "raw") == MNIST.sha256
+
+
+def test_checksum_mismatch_names_the_file_and_keeps_previous_output(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "raw"
+    download(str(mnist_dir), "mnist", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    source = tmp_path / "tampered"
+    shutil.copytree(mnist_dir, source)
+    labels = bytearray(gzip.decompress((source / "train-labels-idx1-ubyte.gz").read_bytes()))
+    labels[100] = (labels[100] + 1) % 10
+    write_gz(source / "train-labels-idx1-ubyte.gz", bytes(labels))
+    with pytest.raises(DataError, match=re.escape("train-labels-idx1-ubyte.gz: checksum mismatch")):
+        download(str(source), "mnist", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".raw")] == []
+
+
+def test_missing_file_in_source_dir_is_named(tmp_path: Path) -> None:
+    with pytest.raises(
+        DataError, match=re.escape("train-images-idx3-ubyte.gz: not found in data.source")
+    ):
+        download(str(tmp_path), "mnist", tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_source_that_is_nothing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        DataError, match=re.escape("neither 'mirrors', a URL, nor an existing directory")
+    ):
+        download(str(tmp_path / "nope"), "mnist", tmp_path / "raw")
+
+
+def test_offline_mirrors_say_how_to_use_a_local_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def offline(url: str, timeout: float) -> None:
+        calls.append(url)
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
+    with pytest.raises(DataError) as info:
+        download("mirrors", "mnist", tmp_path / "raw")
+    message = str(info.value)
+    assert "Offline?" in message and "data.source" in message
+    # Every mirror torchvision lists, each retried three times.
+    assert len(calls) == 3 * len(MNIST.mirrors)
+    assert all(url.endswith("train-images-idx3-ubyte.gz") for url in calls)
+    assert not (tmp_path / "raw").exists()
