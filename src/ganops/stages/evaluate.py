@@ -50,9 +50,6 @@ def run(
     cache_dir: Path,
 ) -> dict[str, float]:
     """Compute FID; write ``out_dir/metrics.json`` and log it to the training run."""
-    from ganops.metrics.fid import compute_fid
-    from ganops.metrics.inception import resolve_inception_weights
-
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
     generator, model_cfg = load_generator(models_dir / "generator.pt")
@@ -64,9 +61,12 @@ def run(
         )
     real = real[: cfg.num_samples]
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
+    from ganops.metrics.fid import compute_fid
+    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+
     weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
-    weights_id = weights.name if weights else "torch-fidelity-download"
-    cache_key = f"{meta['dataset_sha256']}:test:{cfg.num_samples}:{weights_id}"
+    cache_key = f"{meta['dataset_sha256']}:test:{cfg.num_samples}:{weights_fingerprint(weights)}"
     fakes = generated_batches(
         generator.to(device),
         model_cfg.latent_dim,

