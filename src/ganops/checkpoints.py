@@ -29,17 +29,55 @@ def save_generator(generator: nn.Module, params: Params, path: Path) -> None:
     )
 
 
-def save_checkpoint(state: dict[str, Any], params: Params, path: Path) -> None:
-    """Everything needed to continue training: both nets, optimizers, EMA, step, config."""
+# Train keys that do not change the trajectory: a run may resume with them changed.
+RESUME_FREE_KEYS = frozenset({"device", "log_every", "grid_size", "checkpoint_every"})
+
+
+def training_shape(params: Params, data_id: str) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed: model, trajectory params, data."""
+    train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RESUME_FREE_KEYS}
+    return {"model": dataclasses.asdict(params.model), "train": train, "data": data_id}
+
+
+def save_checkpoint(state: dict[str, Any], params: Params, data_id: str, path: Path) -> None:
+    """Everything needed to continue training: both nets, optimizers, EMA, loop state, RNG."""
     save_torch(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "model": dataclasses.asdict(params.model),
-            "train": dataclasses.asdict(params.train),
-            **state,
-        },
-        path,
+        {"format": CHECKPOINT_FORMAT, "shape": training_shape(params, data_id), **state}, path
     )
+
+
+def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    out = []
+    for section in ("model", "train"):
+        for key, value in current[section].items():
+            old = saved.get(section, {}).get(key)
+            if old != value:
+                out.append(f"{section}.{key} {old!r} -> {value!r}")
+    if saved.get("data") != current["data"]:
+        out.append("the prepared training data")
+    return out
+
+
+def load_resumable(path: Path, params: Params, data_id: str) -> dict[str, Any] | None:
+    """The checkpoint of an interrupted run to continue, or None to start afresh.
+
+    A finished run's checkpoint is not resumed (a new ``train`` starts a new run). An
+    interrupted one whose model/train/data differ is refused: silently starting over would
+    throw its progress away, silently resuming would mix two configurations.
+    """
+    if not path.exists():
+        return None
+    blob = _read(path, CHECKPOINT_FORMAT)
+    if blob.get("complete", True):
+        return None
+    changed = _differences(blob.get("shape", {}), training_shape(params, data_id))
+    if changed:
+        raise CheckpointError(
+            f"{path} holds an interrupted run (step {blob['loop']['step']}) with a different "
+            f"config: {'; '.join(changed)}. Restore those params to resume it, or run "
+            f"`ganops train --fresh` (or delete {path}) to start over"
+        )
+    return blob
 
 
 def _read(path: Path, expected_format: str) -> dict[str, Any]:

@@ -1,49 +1,18 @@
-"""The GAN training loop: pure of files and MLflow (those arrive through ``TrainLogger``).
+"""One GAN training iteration: the networks, their optimizers and the D and G updates.
 
-Vocabulary used in logs and plots:
-- an *iteration* (``step``) is one real batch: one discriminator update on it. Every
-  ``d_steps``-th iteration is followed by one generator update (Goodfellow et al. 2014,
-  Algorithm 1, with k = ``d_steps``).
-- an *epoch* is one random permutation of the training set cut into
-  ``floor(N / batch_size)`` batches, so ``total steps = batches_per_epoch * epochs``.
-
-Speed on small models is overhead, not arithmetic, so the loop keeps the training set on the
-device, draws batch indices and noise there, and never synchronises with the host inside an
-iteration: statistics are summed on the device and read every ``log_every`` steps.
+The loop around it (schedule, logging, checkpoints) is in ``ganops.loop``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganops.config import TrainConfig
-from ganops.errors import GanopsError
 from ganops.losses import discriminator_loss, generator_loss, gradient_penalty, real_probability
-
-STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
-
-
-class TrainLogger(Protocol):
-    """Where the loop reports; MLflow in production, a list in tests."""
-
-    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None: ...
-
-    def log_samples(self, images: Tensor, epoch: int) -> None: ...
-
-
-class NullLogger:
-    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
-        pass
-
-    def log_samples(self, images: Tensor, epoch: int) -> None:
-        pass
 
 
 @dataclass
@@ -151,95 +120,3 @@ def train_iteration(
     d_stats = discriminator_step(gan, real, fake, cfg)
     loss_g = generator_step(gan, fake, cfg) if update_generator else torch.zeros_like(d_stats[0])
     return torch.stack([d_stats[0], loss_g, d_stats[1], d_stats[2]])
-
-
-@dataclass
-class Schedule:
-    num_images: int
-    batch_size: int
-    epochs: int
-    batches_per_epoch: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.batches_per_epoch = self.num_images // self.batch_size
-        if self.batches_per_epoch == 0:
-            raise GanopsError(
-                f"train.batch_size {self.batch_size} is larger than the training "
-                f"set ({self.num_images} images); lower it or use more data"
-            )
-
-    @property
-    def total_steps(self) -> int:
-        return self.batches_per_epoch * self.epochs
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    history: list[dict[str, float]]  # one row per log interval: step, epoch and STAT_NAMES
-
-
-def sample_images(generator: nn.Module, z: Tensor) -> Tensor:
-    """Generate in eval mode (BatchNorm running statistics, no dropout), then restore."""
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.inference_mode():
-            return generator(z)
-    finally:
-        generator.train(was_training)
-
-
-def _read_interval(sums: Tensor, iterations: int, g_updates: int, step: int) -> dict[str, float]:
-    """The one host synchronisation per log interval; stops training on non-finite losses."""
-    loss_d, loss_g, d_real, d_fake = sums.tolist()
-    stats = {
-        "loss_d": loss_d / iterations,
-        "loss_g": loss_g / max(g_updates, 1),
-        "d_real": d_real / iterations,
-        "d_fake": d_fake / iterations,
-    }
-    bad = [name for name, value in stats.items() if not math.isfinite(value)]
-    if bad:
-        raise GanopsError(
-            f"training diverged: {', '.join(bad)} not finite at step {step}; "
-            "lower train.lr_g/train.lr_d or change train.loss"
-        )
-    return stats
-
-
-def fit(
-    gan: GAN,
-    images: Tensor,
-    cfg: TrainConfig,
-    *,
-    latent_dim: int,
-    fixed_noise: Tensor,
-    logger: TrainLogger,
-    on_step: Callable[[str], None] = lambda postfix: None,
-) -> TrainResult:
-    """Train ``gan`` on ``images`` (N, 1, 28, 28), already on the training device."""
-    device = images.device
-    schedule = Schedule(len(images), cfg.batch_size, cfg.epochs)
-    rng = torch.Generator(device=device).manual_seed(cfg.seed)
-    history: list[dict[str, float]] = []
-    sums, iterations, g_updates, step, postfix = torch.zeros(4, device=device), 0, 0, 0, ""
-    for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(len(images), device=device, generator=rng)
-        for batch in range(schedule.batches_per_epoch):
-            real = images[order[batch * cfg.batch_size : (batch + 1) * cfg.batch_size]]
-            z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)
-            step += 1
-            update_generator = step % cfg.d_steps == 0
-            sums += train_iteration(gan, real, z, cfg, update_generator)
-            iterations, g_updates = iterations + 1, g_updates + update_generator
-            if step % cfg.log_every == 0 or step == schedule.total_steps:
-                stats = _read_interval(sums, iterations, g_updates, step)
-                history.append({"step": step, "epoch": epoch, **stats})
-                logger.log_stats(stats, step=step, epoch=epoch)
-                postfix = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
-                sums.zero_()
-                iterations = g_updates = 0
-            on_step(postfix)
-        logger.log_samples(sample_images(gan.sampler, fixed_noise), epoch=epoch)
-    return TrainResult(steps=step, history=history)

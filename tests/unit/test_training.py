@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -7,8 +8,9 @@ import torch
 
 from ganops.config import LOSSES, ModelConfig, TrainConfig
 from ganops.errors import GanopsError
+from ganops.loop import Hooks, Interrupted, LoopState, NullLogger, fit
 from ganops.models import build_models
-from ganops.training import NullLogger, TrainResult, build_gan, fit
+from ganops.training import build_gan
 
 MODEL = ModelConfig(latent_dim=8, g_hidden=(32,), d_hidden=(32,))
 
@@ -31,7 +33,7 @@ def run(
     images: torch.Tensor,
     model: ModelConfig = MODEL,
     logger: NullLogger | None = None,
-) -> tuple[TrainResult, torch.nn.Module]:
+) -> tuple[LoopState, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_models(model)
     gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
@@ -40,8 +42,8 @@ def run(
         images,
         cfg,
         latent_dim=model.latent_dim,
-        fixed_noise=torch.randn(4, model.latent_dim),
-        logger=logger or NullLogger(),
+        fixed_noise=torch.zeros(4, model.latent_dim),
+        hooks=Hooks(logger=logger or NullLogger()),
     )
     return result, gan.generator
 
@@ -55,7 +57,7 @@ def test_step_count_is_floor_of_dataset_over_batch_times_epochs(images: torch.Te
     logger = RecordingLogger()
     cfg = TrainConfig(epochs=3, batch_size=32, log_every=2)
     result, _ = run(cfg, images, logger=logger)
-    assert result.steps == (100 // 32) * 3 == 9
+    assert result.step == (100 // 32) * 3 == 9
     assert logger.steps == [2, 4, 6, 8, 9]  # every log_every steps, and the last one
     assert logger.sample_epochs == [1, 2, 3]
     assert [row["epoch"] for row in result.history] == [1, 2, 2, 3, 3]
@@ -78,7 +80,7 @@ def test_k_discriminator_steps_per_generator_step(images: torch.Tensor) -> None:
     torch.manual_seed(0)
     generator, discriminator = build_models(MODEL)
     gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.randn(2, 8), logger=NullLogger())
+    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
     d_steps = gan.opt_d.state_dict()["state"][0]["step"].item()
     g_steps = gan.opt_g.state_dict()["state"][0]["step"].item()
     assert (d_steps, g_steps) == (10, 2)
@@ -89,7 +91,7 @@ def test_every_objective_trains_without_nan(loss: str, images: torch.Tensor) -> 
     optimizer = "rmsprop" if loss == "wgan" else "adam"
     cfg = TrainConfig(epochs=1, batch_size=25, loss=loss, optimizer=optimizer, ema_decay=0.9)
     result, _ = run(cfg, images)
-    assert result.steps == 4
+    assert result.step == 4
     assert all(all(v == v for v in row.values()) for row in result.history)
 
 
@@ -98,7 +100,7 @@ def test_wgan_clips_critic_weights(images: torch.Tensor) -> None:
     torch.manual_seed(0)
     generator, discriminator = build_models(MODEL)
     gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.randn(2, 8), logger=NullLogger())
+    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
     assert max(p.abs().max().item() for p in gan.discriminator.parameters()) <= 0.01
 
 
@@ -106,3 +108,54 @@ def test_divergence_stops_with_the_step(images: torch.Tensor) -> None:
     cfg = TrainConfig(epochs=1, batch_size=25, lr_d=1e30, lr_g=1e30, log_every=1)
     with pytest.raises(GanopsError, match=r"not finite at step \d+"):
         run(cfg, images)
+
+
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(images: torch.Tensor) -> None:
+    """Stop mid-epoch (as SIGTERM would), save, rebuild from the saved state, continue: the
+    same step count and bit-identical weights as one uninterrupted run (CPU, fixed seed)."""
+    cfg = TrainConfig(epochs=3, batch_size=16, log_every=4, checkpoint_every=0, ema_decay=0.5)
+    model = dataclasses.replace(MODEL, d_dropout=0.3)
+    uninterrupted, reference = run(cfg, images, model)
+
+    torch.manual_seed(cfg.seed)
+    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    saved: dict[str, object] = {}
+
+    def checkpoint(state: LoopState) -> None:  # what the train stage stores, in memory
+        saved.update(
+            loop=state.state_dict(),
+            g=gan.generator.state_dict(),
+            d=gan.discriminator.state_dict(),
+            og=gan.opt_g.state_dict(),
+            od=gan.opt_d.state_dict(),
+            ema=gan.ema.state_dict() if gan.ema else None,
+            rng=torch.get_rng_state(),
+        )
+        saved.update({k: copy.deepcopy(v) for k, v in saved.items()})
+
+    hooks = Hooks(on_checkpoint=checkpoint, should_stop=lambda: gan_steps() >= 9)
+    gan_steps = lambda: gan.opt_d.state_dict()["state"][0]["step"].item()  # noqa: E731
+    with pytest.raises(Interrupted, match="step 9"):
+        fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8), hooks=hooks)
+
+    torch.manual_seed(999)  # a new process: nothing left over from the first one
+    resumed = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    resumed.generator.load_state_dict(saved["g"])
+    resumed.discriminator.load_state_dict(saved["d"])
+    resumed.opt_g.load_state_dict(saved["og"])
+    resumed.opt_d.load_state_dict(saved["od"])
+    assert resumed.ema is not None
+    resumed.ema.load_state_dict(saved["ema"])
+    torch.set_rng_state(saved["rng"])
+    state = fit(
+        resumed,
+        images,
+        cfg,
+        latent_dim=8,
+        fixed_noise=torch.zeros(2, 8),
+        state=LoopState.from_state_dict(saved["loop"]),
+    )
+    assert state.step == uninterrupted.step == 3 * (100 // 16)
+    assert state.history == uninterrupted.history
+    for a, b in zip(resumed.generator.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b)

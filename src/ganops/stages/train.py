@@ -1,4 +1,8 @@
-"""Stage ``train``: fit the GAN on the prepared training set, save models and curves."""
+"""Stage ``train``: fit the GAN on the prepared training set, save models and curves.
+
+Checkpoints (atomic) every ``train.checkpoint_every`` steps, at the end, and on SIGINT or
+SIGTERM; an interrupted run is resumed by running the stage again with the same config.
+"""
 
 from __future__ import annotations
 
@@ -6,83 +10,90 @@ import contextlib
 import csv
 import io
 import json
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ganops.checkpoints import save_checkpoint, save_generator
+from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
 from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.images import grid_array, save_png
 from ganops.io import write_json, write_text
+from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
 from ganops.models import build_models
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
-from ganops.training import (
-    GAN,
-    STAT_NAMES,
-    NullLogger,
-    Schedule,
-    TrainLogger,
-    TrainResult,
-    build_gan,
-    fit,
-    sample_images,
-)
+from ganops.training import GAN, build_gan
 
 
-def _history_csv(result: TrainResult) -> str:
+def _history_csv(history: list[dict[str, float]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", *STAT_NAMES], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(result.history)
+    writer.writerows(history)
     return buffer.getvalue()
 
 
-def _save_models(gan: GAN, params: Params, result: TrainResult, models_dir: Path) -> None:
-    save_generator(gan.sampler, params, models_dir / "generator.pt")
-    save_checkpoint(
-        {
-            "step": result.steps,
-            "generator": gan.generator.state_dict(),
-            "discriminator": gan.discriminator.state_dict(),
-            "opt_g": gan.opt_g.state_dict(),
-            "opt_d": gan.opt_d.state_dict(),
-            "ema": gan.ema.state_dict() if gan.ema is not None else None,
-        },
-        params,
-        models_dir / "checkpoint.pt",
-    )
+def _gan_state(gan: GAN) -> dict[str, Any]:
+    return {
+        "generator": gan.generator.state_dict(),
+        "discriminator": gan.discriminator.state_dict(),
+        "opt_g": gan.opt_g.state_dict(),
+        "opt_d": gan.opt_d.state_dict(),
+        "ema": gan.ema.state_dict() if gan.ema is not None else None,
+    }
 
 
-def _train(
-    params: Params, images: torch.Tensor, device: torch.device, logger: TrainLogger
-) -> tuple[GAN, TrainResult, torch.Tensor]:
-    torch.manual_seed(params.train.seed)  # weight init
-    generator, discriminator = build_models(params.model)
-    gan = build_gan(generator, discriminator, params.train, device)
-    fixed_noise = torch.randn(
-        params.train.grid_size,
-        params.model.latent_dim,
-        generator=torch.Generator().manual_seed(params.train.seed),
-    ).to(device)
-    schedule = Schedule(len(images), params.train.batch_size, params.train.epochs)
-    with Progress(total=schedule.total_steps, desc=f"train ({device.type})", unit="step") as bar:
-        result = fit(
-            gan,
-            images,
-            params.train,
-            latent_dim=params.model.latent_dim,
-            fixed_noise=fixed_noise,
-            logger=logger,
-            on_step=lambda postfix: bar.update(1, postfix),
-        )
-    return gan, result, fixed_noise
+def _restore(gan: GAN, blob: dict[str, Any]) -> LoopState:
+    gan.generator.load_state_dict(blob["generator"])
+    gan.discriminator.load_state_dict(blob["discriminator"])
+    gan.opt_g.load_state_dict(blob["opt_g"])
+    gan.opt_d.load_state_dict(blob["opt_d"])
+    if gan.ema is not None and blob["ema"] is not None:
+        gan.ema.load_state_dict(blob["ema"])
+    torch.set_rng_state(blob["torch_rng"])  # dropout draws continue where they stopped
+    if blob.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    return LoopState.from_state_dict(blob["loop"])
 
 
-def run(params: Params, data_dir: Path, models_dir: Path, out_dir: Path) -> TrainResult:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """Turn SIGINT/SIGTERM into a flag the loop checks after each step (so it can save)."""
+    received: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # handlers need the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _tracking(
+    params: Params, tags: dict[str, str], run_id: str | None
+) -> Iterator[tuple[TrainLogger, dict[str, str]]]:
+    """MLflow logger and run reference, or a no-op logger when tracking is off."""
+    if not params.tracking.enabled:
+        yield NullLogger(), {}
+        return
+    from ganops.tracking import MlflowLogger, training_run
+
+    with training_run(params, Path.cwd(), tags, run_id=run_id) as run_ref:
+        yield MlflowLogger(), run_ref
+
+
+def run(
+    params: Params, data_dir: Path, models_dir: Path, out_dir: Path, fresh: bool = False
+) -> LoopState:
     """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``."""
     device = resolve_device(params.train.device, "train.device")
     if device.type == "cuda":
@@ -92,45 +103,99 @@ def run(params: Params, data_dir: Path, models_dir: Path, out_dir: Path) -> Trai
     images, _ = load_prepared(data_dir / "train.pt")
     images = images.to(device)  # the whole set lives on the device: no DataLoader
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    data_id = f"{meta['dataset_sha256']}:{len(images)}"
+    checkpoint_path = models_dir / "checkpoint.pt"
+    resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
+    torch.manual_seed(params.train.seed)  # weight init
+    gan = build_gan(*build_models(params.model), params.train, device)
+    state = _restore(gan, resume) if resume else None
     tags = {
         "dataset": meta["dataset"],
         "dataset_sha256": meta["dataset_sha256"],
         "device": str(device),
     }
     started = time.monotonic()
-    with _tracking(params, tags) as (logger, run_ref):
-        gan, result, fixed_noise = _train(params, images, device, logger)
-        _save_models(gan, params, result, models_dir)
-        write_text(_history_csv(result), out_dir / "losses.csv")
-        save_png(grid_array(sample_images(gan.sampler, fixed_noise)), out_dir / "samples.png")
-        if run_ref:
-            _log_final(gan, params, out_dir, time.monotonic() - started)
+    with _tracking(params, tags, resume.get("run_id") if resume else None) as (logger, ref):
+
+        def checkpoint(loop: LoopState, complete: bool = False) -> None:
+            save_checkpoint(
+                {
+                    **_gan_state(gan),
+                    "loop": loop.state_dict(),
+                    "complete": complete,
+                    "run_id": ref.get("run_id"),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                },
+                params,
+                data_id,
+                checkpoint_path,
+            )
+
+        state = _fit(params, gan, images, Hooks(logger=logger, on_checkpoint=checkpoint), state)
+        checkpoint(state, complete=True)
+        _write_outputs(gan, params, state, models_dir, out_dir, ref, time.monotonic() - started)
+    print(
+        f"trained to step {state.step} in {time.monotonic() - started:.1f} s on {device}; "
+        f"models in {models_dir}"
+    )
+    return state
+
+
+def _fixed_noise(params: Params, device: torch.device) -> torch.Tensor:
+    """The noise behind every sample grid of a run, drawn on the CPU so it is device-free."""
+    rng = torch.Generator().manual_seed(params.train.seed)
+    return torch.randn(params.train.grid_size, params.model.latent_dim, generator=rng).to(device)
+
+
+def _fit(
+    params: Params, gan: GAN, images: torch.Tensor, hooks: Hooks, state: LoopState | None
+) -> LoopState:
+    total = len(images) // params.train.batch_size * params.train.epochs
+    device = images.device
+    with (
+        Progress(
+            total=total,
+            desc=f"train ({device.type})",
+            unit="step",
+            initial=state.step if state else 0,
+        ) as bar,
+        _stop_on_signals() as stop,
+    ):
+        hooks.on_step = lambda postfix: bar.update(1, postfix)
+        hooks.should_stop = stop
+        return fit(
+            gan,
+            images,
+            params.train,
+            latent_dim=params.model.latent_dim,
+            fixed_noise=_fixed_noise(params, device),
+            hooks=hooks,
+            state=state,
+        )
+
+
+def _write_outputs(
+    gan: GAN,
+    params: Params,
+    state: LoopState,
+    models_dir: Path,
+    out_dir: Path,
+    run_ref: dict[str, str],
+    seconds: float,
+) -> None:
+    save_generator(gan.sampler, params, models_dir / "generator.pt")
+    write_text(_history_csv(state.history), out_dir / "losses.csv")
+    device = next(gan.sampler.parameters()).device
+    grid = sample_images(gan.sampler, _fixed_noise(params, device))
+    save_png(grid_array(grid), out_dir / "samples.png")
+    if run_ref:
+        from ganops import tracking
+
+        tracking.log_to_active({"train_seconds": seconds})
+        for name in ("losses.csv", "samples.png"):
+            tracking.log_artifact(out_dir / name)
+        tracking.log_generator(gan.sampler, params.model.latent_dim)
     write_json(
         {"run_id": run_ref.get("run_id"), "uri": run_ref.get("uri")}, out_dir / "mlflow_run.json"
     )
-    print(
-        f"trained {result.steps} steps in {time.monotonic() - started:.1f} s on {device}; "
-        f"models in {models_dir}"
-    )
-    return result
-
-
-@contextlib.contextmanager
-def _tracking(params: Params, tags: dict[str, str]) -> Iterator[tuple[TrainLogger, dict[str, str]]]:
-    """MLflow logger and run reference, or a no-op logger when tracking is off."""
-    if not params.tracking.enabled:
-        yield NullLogger(), {}
-        return
-    from ganops.tracking import MlflowLogger, training_run
-
-    with training_run(params, Path.cwd(), tags) as run_ref:
-        yield MlflowLogger(), run_ref
-
-
-def _log_final(gan: GAN, params: Params, out_dir: Path, seconds: float) -> None:
-    from ganops import tracking
-
-    tracking.log_to_active({"train_seconds": seconds})
-    for name in ("losses.csv", "samples.png"):
-        tracking.log_artifact(out_dir / name)
-    tracking.log_generator(gan.sampler, params.model.latent_dim)

@@ -1,0 +1,179 @@
+"""The training loop: schedule, logging, checkpoints and resume. No files, no MLflow here:
+those arrive through ``TrainLogger`` and the ``on_checkpoint`` callback.
+
+Vocabulary used in logs and plots:
+- a *step* is one iteration on one real batch: one discriminator update. Every
+  ``d_steps``-th step also updates the generator (Goodfellow et al. 2014, Algorithm 1,
+  k = ``d_steps``).
+- an *epoch* is one random permutation of the training set cut into
+  ``floor(N / batch_size)`` batches, so ``total steps = batches_per_epoch * epochs``.
+
+Speed on small models is overhead, not arithmetic: the training set stays on the device,
+batch indices and noise are drawn there, and the host synchronises only once per log
+interval (statistics are summed on the device in between).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ganops.config import TrainConfig
+from ganops.errors import GanopsError
+from ganops.training import GAN, train_iteration
+
+STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
+
+
+class TrainLogger(Protocol):
+    """Where the loop reports; MLflow in production, a list in tests."""
+
+    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None: ...
+
+    def log_samples(self, images: Tensor, epoch: int) -> None: ...
+
+
+class NullLogger:
+    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
+        pass
+
+    def log_samples(self, images: Tensor, epoch: int) -> None:
+        pass
+
+
+def batches_per_epoch(num_images: int, batch_size: int) -> int:
+    if num_images < batch_size:
+        raise GanopsError(
+            f"train.batch_size {batch_size} is larger than the training set "
+            f"({num_images} images); lower it or use more data"
+        )
+    return num_images // batch_size
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; saved in checkpoints so a resumed run continues exactly."""
+
+    step: int = 0  # steps completed
+    epoch: int = 1  # the epoch in progress (1-based)
+    batch: int = 0  # batches of this epoch completed
+    order: Tensor | None = None  # this epoch's permutation, drawn at its start
+    rng_state: Tensor | None = None  # the loop's generator (batch order, noise)
+    sums: Tensor | None = None  # statistics summed since the last log line
+    iterations: int = 0
+    g_updates: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        tensors = {k: getattr(self, k) for k in ("order", "rng_state", "sums")}
+        return {
+            **{k: v.cpu() if v is not None else None for k, v in tensors.items()},
+            **{k: getattr(self, k) for k in ("step", "epoch", "batch", "iterations")},
+            "g_updates": self.g_updates,
+            "history": list(self.history),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
+        return cls(**state)
+
+
+def sample_images(generator: nn.Module, z: Tensor) -> Tensor:
+    """Generate in eval mode (BatchNorm running statistics, no dropout), then restore."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.inference_mode():
+            return generator(z)
+    finally:
+        generator.train(was_training)
+
+
+def _read_interval(state: LoopState) -> dict[str, float]:
+    """The one host synchronisation per log interval; stops training on non-finite losses."""
+    assert state.sums is not None
+    loss_d, loss_g, d_real, d_fake = state.sums.tolist()
+    n = state.iterations
+    stats = {
+        "loss_d": loss_d / n,
+        "loss_g": loss_g / max(state.g_updates, 1),
+        "d_real": d_real / n,
+        "d_fake": d_fake / n,
+    }
+    bad = [name for name, value in stats.items() if not math.isfinite(value)]
+    if bad:
+        raise GanopsError(
+            f"training diverged: {', '.join(bad)} not finite at step {state.step}; the last "
+            "good checkpoint is kept. Lower train.lr_g/train.lr_d or change train.loss"
+        )
+    state.sums.zero_()
+    state.iterations = state.g_updates = 0
+    return stats
+
+
+@dataclass
+class Hooks:
+    """What the loop calls out to; every hook is optional."""
+
+    logger: TrainLogger = field(default_factory=NullLogger)
+    on_step: Callable[[str], None] = lambda postfix: None  # progress bar
+    on_checkpoint: Callable[[LoopState], None] = lambda state: None
+    should_stop: Callable[[], bool] = lambda: False  # set by a signal handler
+
+
+class Interrupted(GanopsError):
+    exit_code = 130
+
+
+def fit(
+    gan: GAN,
+    images: Tensor,
+    cfg: TrainConfig,
+    *,
+    latent_dim: int,
+    fixed_noise: Tensor,
+    hooks: Hooks | None = None,
+    state: LoopState | None = None,
+) -> LoopState:
+    """Train ``gan`` on ``images`` (N, 1, 28, 28), already on the device, from ``state``."""
+    hooks, state = hooks or Hooks(), state or LoopState()
+    device, per_epoch = images.device, batches_per_epoch(len(images), cfg.batch_size)
+    rng = torch.Generator(device=device).manual_seed(cfg.seed)
+    if state.rng_state is not None:
+        rng.set_state(state.rng_state)
+    state.sums = torch.zeros(4, device=device) if state.sums is None else state.sums.to(device)
+    postfix = ""
+    while state.epoch <= cfg.epochs:
+        if state.order is None:
+            state.order = torch.randperm(len(images), device=device, generator=rng)
+        state.order = state.order.to(device)
+        while state.batch < per_epoch:
+            start = state.batch * cfg.batch_size
+            real = images[state.order[start : start + cfg.batch_size]]
+            z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)
+            update_generator = (state.step + 1) % cfg.d_steps == 0
+            state.sums += train_iteration(gan, real, z, cfg, update_generator)
+            state.step, state.batch = state.step + 1, state.batch + 1
+            state.iterations += 1
+            state.g_updates += update_generator
+            if state.step % cfg.log_every == 0 or state.step == per_epoch * cfg.epochs:
+                stats = _read_interval(state)
+                state.history.append({"step": state.step, "epoch": state.epoch, **stats})
+                hooks.logger.log_stats(stats, step=state.step, epoch=state.epoch)
+                postfix = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
+            hooks.on_step(postfix)
+            stop = hooks.should_stop()
+            if stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
+                state.rng_state = rng.get_state()
+                hooks.on_checkpoint(state)
+            if stop:
+                raise Interrupted(f"interrupted at step {state.step}; checkpoint saved")
+        hooks.logger.log_samples(sample_images(gan.sampler, fixed_noise), epoch=state.epoch)
+        state.epoch, state.batch, state.order = state.epoch + 1, 0, None
+    state.rng_state = rng.get_state()
+    return state
