@@ -113,6 +113,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Directory for curves and samples.")] = Path(
         "outputs/train"
     ),
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint; start over.")
+    ] = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the GAN (on the GPU when present) and log the run to MLflow.
@@ -120,10 +123,13 @@ def train(
     Reads DATA/train.pt and params model.*, train.*, tracking.*. Writes MODELS/generator.pt,
     MODELS/checkpoint.pt, OUT/losses.csv (per-interval losses, a DVC plot), OUT/samples.png
     and OUT/mlflow_run.json (the run that evaluate logs to).
+
+    Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM; running again with
+    the same config resumes an interrupted run.
     """
     from ganops.stages import train as stage
 
-    stage.run(_params(params), data, models, out)
+    stage.run(_params(params), data, models, out, fresh=fresh)
 
 
 @app.command()

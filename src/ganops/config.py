@@ -106,6 +106,9 @@ class TrainConfig:
     )
     log_every: int = _spec(50, "Generator steps between loss readings (one host sync each).", ge=1)
     grid_size: int = _spec(64, "Images in the fixed-noise sample grid logged every epoch.", ge=1)
+    checkpoint_every: int = _spec(
+        1000, "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).", ge=0
+    )
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,21 @@ class Progress:
     every ``interval`` seconds (and at the end), so logs stay readable.
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "it", interval: float = 10.0) -> None:
+    def __init__(
+        self, total: int, desc: str, unit: str = "it", interval: float = 10.0, initial: int = 0
+    ) -> None:
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
-        self.count = 0
+        self.count = self.initial = initial
         self.postfix = ""
         self._bar = (
-            tqdm(total=total or None, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True)
+            tqdm(
+                total=total or None,
+                initial=initial,
+                desc=desc,
+                unit=unit,
+                unit_scale=True,
+                dynamic_ncols=True,
+            )
             if sys.stderr.isatty()
             else None
         )
@@ -39,7 +48,7 @@ class Progress:
     def _print_line(self) -> None:
         self._last = time.monotonic()
         elapsed = self._last - self._start
-        rate = self.count / elapsed if elapsed > 0 else 0.0
+        rate = (self.count - self.initial) / elapsed if elapsed > 0 else 0.0
         share = f"{100 * self.count / self.total:5.1f}%" if self.total else ""
         extra = f" {self.postfix}" if self.postfix else ""
         print(

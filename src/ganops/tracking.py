@@ -81,6 +81,17 @@ def _experiment_id(name: str, uri: str, root: Path) -> str:
         return str(experiment.experiment_id)
 
 
+def _run_exists(run_id: str) -> bool:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 class MlflowLogger:
     """``TrainLogger`` that writes to the active MLflow run."""
 
@@ -97,8 +108,11 @@ class MlflowLogger:
 
 
 @contextmanager
-def training_run(params: Params, cwd: Path, tags: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Open the MLflow run for a training job; yields its reference (``run_id``, ``uri``)."""
+def training_run(
+    params: Params, cwd: Path, tags: dict[str, str], run_id: str | None = None
+) -> Iterator[dict[str, str]]:
+    """Open the MLflow run for a training job (or reopen ``run_id`` when resuming); yields
+    its reference (``run_id``, ``uri``)."""
     import mlflow
 
     root = repo_root(cwd)
@@ -111,6 +125,11 @@ def training_run(params: Params, cwd: Path, tags: dict[str, str]) -> Iterator[di
     all_tags = {**tags, "git_commit": _git_commit(root) or "unknown"}
     if exp_name:
         all_tags["dvc_exp_name"] = exp_name
+    if run_id is not None and _run_exists(run_id):
+        # Resuming: same run, so curves continue; params were logged when it started.
+        with mlflow.start_run(run_id=run_id) as run:
+            yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
+        return
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
         mlflow.log_params(to_flat_dict(params))
         yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}

@@ -1,0 +1,106 @@
+"""The CLI as a user meets it: help, version, and one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ganops.cli import app
+from tests.conftest import write_params
+
+
+def ganops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ganops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_version_and_help_name_inputs_and_outputs(tmp_path: Path) -> None:
+    assert ganops("--version", cwd=tmp_path).stdout.startswith("ganops ")
+    for command, words in {
+        "download": ["data.source", "manifest.json"],
+        "prepare": ["[-1, 1]", "train.pt"],
+        "train": ["generator.pt", "losses.csv", "train.*"],
+        "evaluate": ["metrics.json", "evaluate.*"],
+    }.items():
+        result = ganops(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0
+        text = " ".join(result.stdout.split())
+        assert all(word in text for word in words), (command, text)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("train", "lr_g", -0.1),
+        ("train", "batch_size", 0),
+        ("data", "dataset", "cifar10"),
+        ("train", "bogus", 1),
+    ],
+)
+def test_bad_params_stop_every_stage_with_one_line_and_exit_2(
+    tmp_path: Path, params_file: Path, section: str, key: str, value: object
+) -> None:
+    params = yaml.safe_load(params_file.read_text())
+    params[section][key] = value
+    write_params(params_file, params)
+    runner = CliRunner()
+    for command in ("download", "prepare", "train", "evaluate"):
+        result = runner.invoke(app, [command, "--params", str(params_file)])
+        assert result.exit_code == 2, (command, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"{section}.{key}" in lines[0], result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_a_bad_value_in_a_real_process_prints_no_traceback(
+    tmp_path: Path, params_file: Path
+) -> None:
+    params = yaml.safe_load(params_file.read_text())
+    params["train"]["lr_d"] = "fast"
+    write_params(params_file, params)
+    result = ganops("train", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: params: invalid value for train.lr_d: 'fast'; expected a number"
+    )
+
+
+def test_missing_params_file_is_one_clear_line(tmp_path: Path) -> None:
+    result = ganops("train", "--params", "nope.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_stages_out_of_order_say_what_to_run_first(tmp_path: Path, params_file: Path) -> None:
+    result = ganops("prepare", cwd=tmp_path)
+    assert result.returncode == 2 and "run `ganops download` first" in result.stderr
+    result = ganops("train", cwd=tmp_path)
+    assert result.returncode == 2 and "run `ganops prepare`" in result.stderr
+    result = ganops("evaluate", cwd=tmp_path)
+    assert result.returncode == 2 and "run `ganops train`" in result.stderr
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file: Path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    params = yaml.safe_load(params_file.read_text())
+    params["train"]["device"] = "cuda"
+    write_params(params_file, params)
+    assert ganops("download", cwd=tmp_path).returncode == 0
+    assert ganops("prepare", cwd=tmp_path).returncode == 0
+    result = ganops("train", cwd=tmp_path)
+    assert result.returncode == 1 and "no CUDA GPU is available" in result.stderr

@@ -1,0 +1,94 @@
+"""`dvc repro` of the real pipeline on a small real-MNIST subset, in a copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import ROOT, tiny_params, write_params
+
+pytestmark = pytest.mark.slow
+
+
+def sh(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(
+        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    """A fresh git + DVC repo holding this project's pipeline, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", root)
+    shutil.copy(ROOT / ".gitignore", root)
+    write_params(root / "params.yaml", tiny_params(root, mnist_dir, tracking={"uri": ""}))
+    sh("git", "init", "-q", cwd=root)
+    sh("dvc", "init", "-q", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    return root
+
+
+def test_outputs_of_every_stage(project: Path) -> None:
+    train = torch.load(project / "data/prepared/train.pt", weights_only=True)
+    assert train["images"].shape == (512, 1, 28, 28)
+    assert train["images"].min() == -1.0 and train["images"].max() == 1.0
+    checkpoint = torch.load(project / "models/checkpoint.pt", weights_only=True)
+    assert (
+        checkpoint["loop"]["step"] == 512 // 64
+        and checkpoint["complete"]
+        and set(checkpoint) >= {"generator", "opt_d"}
+    )
+    metrics = json.loads((project / "outputs/evaluate/metrics.json").read_text())
+    assert metrics["fid_num_samples"] == 64
+    assert 0 < metrics["fid_64"] < 1000
+    losses = (project / "outputs/train/losses.csv").read_text().splitlines()
+    assert losses[0] == "step,epoch,loss_d,loss_g,d_real,d_fake" and len(losses) == 1 + 4
+
+
+def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ganops")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["train.lr_g"] == "0.0002"
+    assert run.data.params["data.train_subset"] == "512"
+    assert run.data.tags["dataset"] == "mnist" and len(run.data.tags["dataset_sha256"]) == 64
+    assert "git_commit" in run.data.tags
+    history = client.get_metric_history(run.info.run_id, "loss_d")
+    assert [m.step for m in history] == [2, 4, 6, 8]
+    assert "d_fake" in run.data.metrics and "fid_64" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"losses.csv", "samples.png", "images"} <= artifacts
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("samples" in path for path in images)
+    assert (project / "mlartifacts").is_dir()  # artifacts pinned to the repo root
+
+
+def test_second_repro_does_nothing_and_epochs_rerun_only_train_and_evaluate(
+    project: Path,
+) -> None:
+    assert "Data and pipelines are up to date" in sh("dvc", "repro", cwd=project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["epochs"] = 2
+    write_params(project / "params.yaml", params)
+    log = sh("dvc", "repro", cwd=project)
+    assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log
+    assert "Running stage 'download'" not in log and "Running stage 'prepare'" not in log
+    checkpoint = torch.load(project / "models/checkpoint.pt", weights_only=True)
+    assert checkpoint["loop"]["step"] == 2 * (512 // 64)
