@@ -1,0 +1,169 @@
+"""Wall time of the evaluate stage's FID: generation, Inception features, statistics.
+
+Runs the same code as ``ganops evaluate`` (``generated_batches`` and ``compute_fid``) on the
+real MNIST test images, with the real-image statistics cached and not: each "not cached"
+measurement starts from an empty cache file, each "cached" one reads the file the previous
+measurement wrote. The two alternate, and the medians are printed. Generation alone is timed
+too, so what the Inception network costs can be told apart from what the generator costs.
+
+The generator is untrained unless ``--generator`` names a ``generator.pt``: the wall time does
+not depend on its weights. Needs torchmetrics and torch-fidelity, not MLflow or DVC:
+
+    PYTHONPATH=src python benchmarks/bench_fid.py --device cuda --weights inception.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganops.config import ModelConfig
+from ganops.data import load_split
+from ganops.metrics.fid import compute_fid
+from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+from ganops.models import build_models
+from ganops.stages.evaluate import generated_batches
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--num-samples", type=int, default=10000, help="generated = real images")
+    parser.add_argument("--batch-size", type=int, default=200, help="images per Inception pass")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements of each mode")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dir with MNIST IDX .gz")
+    parser.add_argument("--weights", type=Path, help="torch-fidelity Inception weights file")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "ganops-bench-fid",
+        help="where converted Inception weights are kept between runs",
+    )
+    parser.add_argument("--generator", type=Path, help="a generator.pt (default: untrained MLP)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.num_samples < 2 or args.batch_size < 1 or args.repeats < 1:
+        parser.error("--num-samples must be >= 2, --batch-size and --repeats >= 1")
+    return args
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA GPU is available")
+    return torch.device(name)
+
+
+def load_generator(path: Path | None, device: torch.device) -> tuple[nn.Module, int]:
+    if path is None:
+        torch.manual_seed(0)
+        generator, _ = build_models(ModelConfig())
+        return generator.to(device).eval(), ModelConfig().latent_dim
+    from ganops.checkpoints import load_generator as load
+
+    generator, model_cfg = load(path)
+    return generator.to(device).eval(), model_cfg.latent_dim
+
+
+def seconds(work: Callable[[], object], device: torch.device) -> float:
+    started = time.perf_counter()
+    work()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    real, _ = load_split(args.data, "mnist", "test", limit=args.num_samples)
+    if len(real) < args.num_samples:
+        raise SystemExit(f"--num-samples {args.num_samples}: the test set has {len(real)}")
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    weights = resolve_inception_weights(str(args.weights or ""), args.cache_dir)
+    generator, latent_dim = load_generator(args.generator, device)
+
+    def fakes() -> Any:
+        return generated_batches(
+            generator, latent_dim, args.num_samples, args.batch_size, device, args.seed
+        )
+
+    def fid(stats_cache: Path) -> float:
+        return compute_fid(
+            fakes(),
+            real,
+            batch_size=args.batch_size,
+            device=device,
+            weights=weights,
+            stats_cache=stats_cache,
+            cache_key=f"bench:{args.num_samples}:{weights_fingerprint(weights)}",
+        )
+
+    times: dict[str, list[float]] = {"generation": [], "not cached": [], "cached": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "real_stats.pt"
+        for round_index in range(args.repeats):
+            times["generation"].append(seconds(lambda: [b.sum() for b in fakes()], device))
+            cache.unlink(missing_ok=True)
+            times["not cached"].append(seconds(lambda: fid(cache), device))
+            times["cached"].append(seconds(lambda: fid(cache), device))
+            print(
+                f"  round {round_index + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                file=sys.stderr,
+            )
+    report(args, device, weights, times)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    device: torch.device,
+    weights: Path | None,
+    times: dict[str, list[float]],
+) -> None:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"\nFID on {args.num_samples} generated vs {args.num_samples} real images, {name}")
+    print(f"{'measurement':<32} {'median s':>10}")
+    labels = {
+        "generation": "generation only",
+        "not cached": "FID, real statistics not cached",
+        "cached": "FID, real statistics cached",
+    }
+    for key, label in labels.items():
+        print(f"{label:<32} {statistics.median(times[key]):>10.2f}")
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"\npeak host RSS: {peak_rss:,.0f} MiB")
+    if device.type == "cuda":
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB")
+    if args.json:
+        result = {
+            "device": name,
+            "num_samples": args.num_samples,
+            "batch_size": args.batch_size,
+            "weights": str(weights) if weights else "torch-fidelity download",
+            "seconds": times,
+            "median_seconds": {k: statistics.median(v) for k, v in times.items()},
+            "peak_rss_mib": peak_rss,
+        }
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
