@@ -155,3 +155,39 @@ def evaluate(
     from ganops.stages import evaluate as stage
 
     stage.run(_params(params), data, models, train_out, out, cache)
+
+
+@app.command()
+@user_errors
+def sample(
+    model: Annotated[Path, typer.Option(help="Generator file from `ganops train`.")] = Path(
+        "models/generator.pt"
+    ),
+    out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path(
+        "outputs/sample/samples.png"
+    ),
+    num: Annotated[int, typer.Option("--num", "-n", help="Images (or walk steps).")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
+    digit: Annotated[
+        int | None, typer.Option(help="Class to draw (conditional models only).")
+    ] = None,
+    interpolate: Annotated[
+        int | None,
+        typer.Option(
+            help="Second seed: draw a latent walk (spherical) from --seed to it, in --num steps."
+        ),
+    ] = None,
+    images_dir: Annotated[
+        Path | None, typer.Option(help="Also write each image as its own PNG here.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Draw images from a trained generator into a PNG grid.
+
+    Reads MODEL (no params.yaml: the file carries its model config). Writes OUT and, with
+    --images-dir, one PNG per image. Conditional models draw 0..9 in reading order, or one
+    class with --digit.
+    """
+    from ganops.stages import sample as stage
+
+    stage.run(model, out, num, seed, digit, interpolate, images_dir, device)

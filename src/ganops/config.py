@@ -75,6 +75,9 @@ class ModelConfig:
         64, "DCGAN base width: G uses 2x this at 7x7, D uses 1x then 2x.", ge=1
     )
     spectral_norm: bool = _spec(False, "Spectral normalization on the discriminator's layers.")
+    conditional: bool = _spec(
+        False, "Class-conditional G and D (one-hot label input), so samples can pick a class."
+    )
 
 
 LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp", "lsgan", "hinge")

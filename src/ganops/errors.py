@@ -34,3 +34,9 @@ class CheckpointError(GanopsError):
     """A checkpoint or model file cannot be used."""
 
     exit_code = 2
+
+
+class UsageError(GanopsError):
+    """A command-line option is not acceptable (params.yaml values raise ``ConfigError``)."""
+
+    exit_code = 2

@@ -83,13 +83,13 @@ class LoopState:
         return cls(**state)
 
 
-def sample_images(generator: nn.Module, z: Tensor) -> Tensor:
+def sample_images(generator: nn.Module, z: Tensor, labels: Tensor | None = None) -> Tensor:
     """Generate in eval mode (BatchNorm running statistics, no dropout), then restore."""
     was_training = generator.training
     generator.eval()
     try:
         with torch.inference_mode():
-            return generator(z)
+            return generator(z, labels)  # type: ignore[no-any-return]
     finally:
         generator.train(was_training)
 
@@ -137,10 +137,15 @@ def fit(
     *,
     latent_dim: int,
     fixed_noise: Tensor,
+    labels: Tensor | None = None,
+    fixed_labels: Tensor | None = None,
     hooks: Hooks | None = None,
     state: LoopState | None = None,
 ) -> LoopState:
-    """Train ``gan`` on ``images`` (N, 1, 28, 28), already on the device, from ``state``."""
+    """Train ``gan`` on ``images`` (N, 1, 28, 28), already on the device, from ``state``.
+
+    ``labels`` (N,) and ``fixed_labels`` (for the sample grid) only for conditional models.
+    """
     hooks, state = hooks or Hooks(), state or LoopState()
     device, per_epoch = images.device, batches_per_epoch(len(images), cfg.batch_size)
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -154,10 +159,11 @@ def fit(
         state.order = state.order.to(device)
         while state.batch < per_epoch:
             start = state.batch * cfg.batch_size
-            real = images[state.order[start : start + cfg.batch_size]]
+            index = state.order[start : start + cfg.batch_size]
+            real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)
             update_generator = (state.step + 1) % cfg.d_steps == 0
-            state.sums += train_iteration(gan, real, z, cfg, update_generator)
+            state.sums += train_iteration(gan, real, z, cfg, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1
             state.iterations += 1
             state.g_updates += update_generator
@@ -173,7 +179,8 @@ def fit(
                 hooks.on_checkpoint(state)
             if stop:
                 raise Interrupted(f"interrupted at step {state.step}; checkpoint saved")
-        hooks.logger.log_samples(sample_images(gan.sampler, fixed_noise), epoch=state.epoch)
+        grid = sample_images(gan.sampler, fixed_noise, fixed_labels)
+        hooks.logger.log_samples(grid, epoch=state.epoch)
         state.epoch, state.batch, state.order = state.epoch + 1, 0, None
     state.rng_state = rng.get_state()
     return state

@@ -12,6 +12,23 @@ from ganops.config import ModelConfig
 
 IMAGE_SHAPE = (1, 28, 28)
 IMAGE_SIZE = 28 * 28
+NUM_CLASSES = 10  # MNIST digits and Fashion-MNIST classes alike
+
+
+def _one_hot(labels: torch.Tensor | None, conditional: bool) -> torch.Tensor | None:
+    """Class labels (B,) as float one-hot (B, 10) for a conditional net; None otherwise.
+
+    Conditioning by concatenating a one-hot label is the cGAN of Mirza & Osindero (2014).
+    """
+    if not conditional:
+        return None
+    if labels is None:
+        raise ValueError("a conditional model needs class labels")
+    return nn.functional.one_hot(labels, NUM_CLASSES).float()
+
+
+def _with_labels(inputs: torch.Tensor, one_hot: torch.Tensor | None) -> torch.Tensor:
+    return inputs if one_hot is None else torch.cat([inputs, one_hot], dim=1)
 
 
 def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
@@ -23,8 +40,9 @@ class MLPGenerator(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.conditional = cfg.conditional
         layers: list[nn.Module] = []
-        width = cfg.latent_dim
+        width = cfg.latent_dim + NUM_CLASSES * cfg.conditional
         for hidden in cfg.g_hidden:
             layers.append(nn.Linear(width, hidden))
             if cfg.g_batchnorm:
@@ -35,7 +53,8 @@ class MLPGenerator(nn.Module):
         layers += [nn.Linear(width, IMAGE_SIZE), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = _with_labels(z, _one_hot(labels, self.conditional))
         return self.net(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28)
 
 
@@ -44,8 +63,9 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.conditional = cfg.conditional
         layers: list[nn.Module] = []
-        width = IMAGE_SIZE
+        width = IMAGE_SIZE + NUM_CLASSES * cfg.conditional
         for hidden in cfg.d_hidden:
             layers += [_maybe_sn(nn.Linear(width, hidden), cfg.spectral_norm), nn.LeakyReLU(0.2)]
             if cfg.d_dropout > 0:
@@ -54,8 +74,9 @@ class MLPDiscriminator(nn.Module):
         layers.append(_maybe_sn(nn.Linear(width, 1), cfg.spectral_norm))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.flatten(1)).squeeze(1)  # (B,)
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = _with_labels(images.flatten(1), _one_hot(labels, self.conditional))
+        return self.net(x).squeeze(1)  # (B,)
 
 
 class DCGANGenerator(nn.Module):
@@ -64,9 +85,11 @@ class DCGANGenerator(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.dcgan_channels
-        self.width = 2 * c
+        self.width, self.conditional = 2 * c, cfg.conditional
         self.project = nn.Sequential(
-            nn.Linear(cfg.latent_dim, self.width * 7 * 7, bias=False),
+            nn.Linear(
+                cfg.latent_dim + NUM_CLASSES * cfg.conditional, self.width * 7 * 7, bias=False
+            ),
             nn.BatchNorm1d(self.width * 7 * 7, momentum=0.1),
             nn.ReLU(),
         )
@@ -78,18 +101,24 @@ class DCGANGenerator(nn.Module):
             nn.Tanh(),  # (B, 1, 28, 28)
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = _with_labels(z, _one_hot(labels, self.conditional))
         return self.net(self.project(z).view(-1, self.width, 7, 7))  # (B, 2c, 7, 7) in
 
 
 class DCGANDiscriminator(nn.Module):
-    """images -> strided convs 28 -> 14 -> 7 with LeakyReLU(0.2) -> linear logit."""
+    """images -> strided convs 28 -> 14 -> 7 with LeakyReLU(0.2) -> linear logit.
+
+    Conditional: the one-hot label enters as 10 constant 28x28 planes beside the image.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c, sn = cfg.dcgan_channels, cfg.spectral_norm
+        self.conditional = cfg.conditional
+        in_channels = 1 + NUM_CLASSES * cfg.conditional
         self.net = nn.Sequential(
-            _maybe_sn(nn.Conv2d(1, c, kernel_size=4, stride=2, padding=1), sn),
+            _maybe_sn(nn.Conv2d(in_channels, c, kernel_size=4, stride=2, padding=1), sn),
             nn.LeakyReLU(0.2),  # (B, c, 14, 14)
             _maybe_sn(nn.Conv2d(c, 2 * c, kernel_size=4, stride=2, padding=1), sn),
             nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
@@ -97,7 +126,11 @@ class DCGANDiscriminator(nn.Module):
             _maybe_sn(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        one_hot = _one_hot(labels, self.conditional)
+        if one_hot is not None:
+            planes = one_hot[:, :, None, None].expand(-1, -1, *images.shape[2:])
+            images = torch.cat([images, planes], dim=1)  # (B, 11, 28, 28)
         return self.net(images).squeeze(1)  # (B,)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganops.config import Params, TrackingConfig, to_flat_dict
+from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
 from ganops.images import grid_array
 
 
@@ -147,11 +147,15 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_generator(generator: nn.Module, latent_dim: int) -> None:
-    """Log the generator as an MLflow PyTorch model that loads back and generates."""
+def log_generator(generator: nn.Module, model_cfg: ModelConfig) -> None:
+    """Log the generator as an MLflow PyTorch model that loads back and generates.
+
+    An unconditional one gets a noise input example (and so a signature); a conditional
+    one takes (z, labels), which a single-input example cannot describe.
+    """
     import mlflow.pytorch
 
-    example = torch.randn(2, latent_dim).numpy()
+    example = None if model_cfg.conditional else torch.randn(2, model_cfg.latent_dim).numpy()
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
     mlflow.pytorch.log_model(model, name="generator", input_example=example)
 

@@ -65,13 +65,22 @@ def _clip_grad(module: nn.Module, cfg: TrainConfig) -> None:
         nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip_norm)
 
 
-def discriminator_step(gan: GAN, real: Tensor, fake: Tensor, cfg: TrainConfig) -> Tensor:
-    """One D update on (real, fake); returns detached [loss_d, D(x), D(G(z))] means."""
+def discriminator_step(
+    gan: GAN, real: Tensor, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
+) -> Tensor:
+    """One D update on (real, fake); returns detached [loss_d, D(x), D(G(z))] means.
+
+    ``labels`` (conditional models only) are the classes of both the real and fake batch.
+    """
     fake = fake.detach()  # D's update must not reach into G's graph
-    real_logits, fake_logits = gan.discriminator(real), gan.discriminator(fake)
+    real_logits, fake_logits = gan.discriminator(real, labels), gan.discriminator(fake, labels)
     loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
     if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
-        loss = loss + cfg.gp_weight * gradient_penalty(gan.discriminator, real, fake)
+
+        def critic(images: Tensor) -> Tensor:
+            return gan.discriminator(images, labels)  # type: ignore[no-any-return]
+
+        loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
     gan.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     _clip_grad(gan.discriminator, cfg)
@@ -90,11 +99,13 @@ def discriminator_step(gan: GAN, real: Tensor, fake: Tensor, cfg: TrainConfig) -
         )
 
 
-def generator_step(gan: GAN, fake: Tensor, cfg: TrainConfig) -> Tensor:
+def generator_step(
+    gan: GAN, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
+) -> Tensor:
     """One G update through the (just updated) D on ``fake``; returns the detached loss."""
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
     try:
-        loss = generator_loss(cfg.loss, gan.discriminator(fake))
+        loss = generator_loss(cfg.loss, gan.discriminator(fake, labels))
     finally:
         gan.discriminator.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)
@@ -107,16 +118,25 @@ def generator_step(gan: GAN, fake: Tensor, cfg: TrainConfig) -> Tensor:
 
 
 def train_iteration(
-    gan: GAN, real: Tensor, z: Tensor, cfg: TrainConfig, update_generator: bool
+    gan: GAN,
+    real: Tensor,
+    z: Tensor,
+    cfg: TrainConfig,
+    update_generator: bool,
+    labels: Tensor | None = None,
 ) -> Tensor:
     """One iteration: a D step, then a G step if ``update_generator``.
 
     The fake batch is generated once and reused by the G step, as in the classic PyTorch
-    DCGAN loop, which saves a generator forward pass per iteration.
+    DCGAN loop, which saves a generator forward pass per iteration. A conditional GAN
+    generates fakes of the real batch's classes (``labels``), so both halves of D's batch
+    share one class distribution.
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """
     with torch.set_grad_enabled(update_generator):
-        fake = gan.generator(z)
-    d_stats = discriminator_step(gan, real, fake, cfg)
-    loss_g = generator_step(gan, fake, cfg) if update_generator else torch.zeros_like(d_stats[0])
+        fake = gan.generator(z, labels)
+    d_stats = discriminator_step(gan, real, fake, cfg, labels)
+    loss_g = (
+        generator_step(gan, fake, cfg, labels) if update_generator else torch.zeros_like(d_stats[0])
+    )
     return torch.stack([d_stats[0], loss_g, d_stats[1], d_stats[2]])

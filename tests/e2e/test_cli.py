@@ -32,6 +32,7 @@ def test_version_and_help_name_inputs_and_outputs(tmp_path: Path) -> None:
         "prepare": ["[-1, 1]", "train.pt"],
         "train": ["generator.pt", "losses.csv", "train.*"],
         "evaluate": ["metrics.json", "evaluate.*"],
+        "sample": ["--digit", "--interpolate", "conditional"],
     }.items():
         result = ganops(command, "--help", cwd=tmp_path)
         assert result.returncode == 0
@@ -104,3 +105,19 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file
     assert ganops("prepare", cwd=tmp_path).returncode == 0
     result = ganops("train", cwd=tmp_path)
     assert result.returncode == 1 and "no CUDA GPU is available" in result.stderr
+
+
+def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
+    tmp_path: Path,
+) -> None:
+    from ganops.checkpoints import save_generator
+    from ganops.config import params_from_dict
+    from ganops.models import build_models
+
+    params = params_from_dict({"model": {"latent_dim": 4, "g_hidden": [8]}})
+    save_generator(build_models(params.model)[0], params, tmp_path / "g.pt")
+    result = ganops("sample", "--model", "g.pt", "--digit", "3", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "--digit 3 needs a generator trained with model.conditional: true" in result.stderr
+    assert not (tmp_path / "outputs").exists()

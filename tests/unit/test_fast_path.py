@@ -101,7 +101,14 @@ def test_ganops_epochs_are_permutations_cut_into_floor_n_over_b_batches(
     num_images, batch_size, epochs = 100, 32, 20
     seen: list[list[int]] = []
 
-    def record(gan: GAN, real: Tensor, z: Tensor, cfg: TrainConfig, update: bool) -> Tensor:
+    def record(
+        gan: GAN,
+        real: Tensor,
+        z: Tensor,
+        cfg: TrainConfig,
+        update: bool,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         seen.append(real[:, 0, 0, 0].long().tolist())
         return torch.zeros(4)
 

@@ -46,3 +46,25 @@ def test_dcgan_init_follows_the_paper() -> None:
     assert abs(conv.weight.std().item() - 0.02) < 0.002
     norm = next(m for m in generator.modules() if isinstance(m, nn.BatchNorm2d))
     assert abs(norm.weight.mean().item() - 1.0) < 0.02
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_conditional_models_depend_on_the_label(arch: str) -> None:
+    cfg = ModelConfig(arch=arch, latent_dim=16, dcgan_channels=8, conditional=True)
+    torch.manual_seed(0)
+    generator, discriminator = build_models(cfg)
+    generator.eval()
+    z = torch.randn(1, 16).expand(2, 16)  # the same noise, two different classes
+    images = generator(z, torch.tensor([3, 7]))
+    assert images.shape == (2, 1, 28, 28)
+    assert not torch.allclose(images[0], images[1])
+    discriminator.eval()
+    same_image = images[:1].expand(2, -1, -1, -1)
+    logits = discriminator(same_image, torch.tensor([3, 7]))
+    assert logits.shape == (2,) and logits[0] != logits[1]
+
+
+def test_conditional_model_without_labels_is_an_error() -> None:
+    generator, _ = build_models(ModelConfig(latent_dim=4, g_hidden=(8,), conditional=True))
+    with pytest.raises(ValueError, match="needs class labels"):
+        generator(torch.randn(2, 4))

@@ -159,3 +159,24 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(images: torch.
     assert state.history == uninterrupted.history
     for a, b in zip(resumed.generator.parameters(), reference.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_conditional_gan_trains_on_image_labels(images: torch.Tensor) -> None:
+    model = dataclasses.replace(MODEL, conditional=True)
+    cfg = TrainConfig(epochs=2, batch_size=25, log_every=2)
+    torch.manual_seed(cfg.seed)
+    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    logger = RecordingLogger()
+    labels = torch.arange(len(images)) % 10
+    state = fit(
+        gan,
+        images,
+        cfg,
+        latent_dim=model.latent_dim,
+        fixed_noise=torch.zeros(10, model.latent_dim),
+        labels=labels,
+        fixed_labels=torch.arange(10),
+        hooks=Hooks(logger=logger),
+    )
+    assert state.step == 8 and logger.sample_epochs == [1, 2]
+    assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in state.history)

@@ -32,13 +32,17 @@ def generated_batches(
     batch_size: int,
     device: torch.device,
     seed: int,
+    classes: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
-    """``total`` images from ``generator`` in batches, reproducible from ``seed``."""
+    """``total`` images from ``generator`` in batches, reproducible from ``seed``;
+    of the given ``classes`` (one per image) for a conditional generator."""
     rng = torch.Generator(device=device).manual_seed(seed)
     with torch.inference_mode():
         for start in range(0, total, batch_size):
             n = min(batch_size, total - start)
-            yield generator(torch.randn(n, latent_dim, device=device, generator=rng))
+            z = torch.randn(n, latent_dim, device=device, generator=rng)
+            labels = None if classes is None else classes[start : start + n].to(device)
+            yield generator(z, labels)
 
 
 def run(
@@ -53,7 +57,7 @@ def run(
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
     generator, model_cfg = load_generator(models_dir / "generator.pt")
-    real, _ = load_prepared(data_dir / "test.pt")
+    real, real_labels = load_prepared(data_dir / "test.pt")
     if cfg.num_samples > len(real):
         raise DataError(
             f"evaluate.num_samples is {cfg.num_samples} but the prepared test set "
@@ -74,6 +78,8 @@ def run(
         cfg.batch_size,
         device,
         cfg.seed,
+        # A conditional generator draws the real images' classes: same class distribution.
+        real_labels[: cfg.num_samples] if model_cfg.conditional else None,
     )
     with Progress(total=2 * cfg.num_samples, desc="FID features", unit="img") as bar:
         fid = compute_fid(

@@ -25,7 +25,7 @@ from ganops.data import load_prepared
 from ganops.images import grid_array, save_png
 from ganops.io import write_json, write_text
 from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
-from ganops.models import build_models
+from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
 from ganops.training import GAN, build_gan
@@ -100,8 +100,9 @@ def run(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    images, _ = load_prepared(data_dir / "train.pt")
+    images, all_labels = load_prepared(data_dir / "train.pt")
     images = images.to(device)  # the whole set lives on the device: no DataLoader
+    labels = all_labels.to(device) if params.model.conditional else None
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     data_id = f"{meta['dataset_sha256']}:{len(images)}"
     checkpoint_path = models_dir / "checkpoint.pt"
@@ -132,7 +133,8 @@ def run(
                 checkpoint_path,
             )
 
-        state = _fit(params, gan, images, Hooks(logger=logger, on_checkpoint=checkpoint), state)
+        hooks = Hooks(logger=logger, on_checkpoint=checkpoint)
+        state = _fit(params, gan, images, labels, hooks, state)
         checkpoint(state, complete=True)
         _write_outputs(gan, params, state, models_dir, out_dir, ref, time.monotonic() - started)
     print(
@@ -142,14 +144,23 @@ def run(
     return state
 
 
-def _fixed_noise(params: Params, device: torch.device) -> torch.Tensor:
-    """The noise behind every sample grid of a run, drawn on the CPU so it is device-free."""
+def _fixed_inputs(params: Params, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The noise (and, for a conditional model, the classes, in reading order 0..9) behind
+    every sample grid of a run; drawn on the CPU so they do not depend on the device."""
     rng = torch.Generator().manual_seed(params.train.seed)
-    return torch.randn(params.train.grid_size, params.model.latent_dim, generator=rng).to(device)
+    n = params.train.grid_size
+    z = torch.randn(n, params.model.latent_dim, generator=rng).to(device)
+    labels = torch.arange(n, device=device) * NUM_CLASSES // n if params.model.conditional else None
+    return z, labels
 
 
 def _fit(
-    params: Params, gan: GAN, images: torch.Tensor, hooks: Hooks, state: LoopState | None
+    params: Params,
+    gan: GAN,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    hooks: Hooks,
+    state: LoopState | None,
 ) -> LoopState:
     total = len(images) // params.train.batch_size * params.train.epochs
     device = images.device
@@ -164,12 +175,15 @@ def _fit(
     ):
         hooks.on_step = lambda postfix: bar.update(1, postfix)
         hooks.should_stop = stop
+        fixed_noise, fixed_labels = _fixed_inputs(params, device)
         return fit(
             gan,
             images,
             params.train,
             latent_dim=params.model.latent_dim,
-            fixed_noise=_fixed_noise(params, device),
+            fixed_noise=fixed_noise,
+            labels=labels,
+            fixed_labels=fixed_labels,
             hooks=hooks,
             state=state,
         )
@@ -187,7 +201,7 @@ def _write_outputs(
     save_generator(gan.sampler, params, models_dir / "generator.pt")
     write_text(_history_csv(state.history), out_dir / "losses.csv")
     device = next(gan.sampler.parameters()).device
-    grid = sample_images(gan.sampler, _fixed_noise(params, device))
+    grid = sample_images(gan.sampler, *_fixed_inputs(params, device))
     save_png(grid_array(grid), out_dir / "samples.png")
     if run_ref:
         from ganops import tracking
@@ -195,7 +209,7 @@ def _write_outputs(
         tracking.log_to_active({"train_seconds": seconds})
         for name in ("losses.csv", "samples.png"):
             tracking.log_artifact(out_dir / name)
-        tracking.log_generator(gan.sampler, params.model.latent_dim)
+        tracking.log_generator(gan.sampler, params.model)
     write_json(
         {"run_id": run_ref.get("run_id"), "uri": run_ref.get("uri")}, out_dir / "mlflow_run.json"
     )

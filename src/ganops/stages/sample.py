@@ -1,0 +1,97 @@
+"""``ganops sample``: pictures from a trained generator (a grid, single images, a latent walk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ganops.checkpoints import load_generator
+from ganops.errors import UsageError
+from ganops.images import grid_array, save_png
+from ganops.loop import sample_images
+from ganops.models import NUM_CLASSES
+from ganops.stages.common import resolve_device
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between noise vectors ``a`` and ``b`` (D,) at fractions ``t``
+    (T,) -> (T, D). Unlike a straight line, it keeps the norm a Gaussian sample would have,
+    so intermediate points do not collapse towards the (atypical) origin."""
+    a_unit, b_unit = a / a.norm(), b / b.norm()
+    omega = torch.arccos((a_unit * b_unit).sum().clamp(-1.0, 1.0))
+    t = t[:, None]
+    if omega.abs() < 1e-6:  # (nearly) parallel: a straight line is the same path
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def _noise(seed: int, n: int, latent_dim: int) -> Tensor:
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def sample_inputs(
+    latent_dim: int,
+    conditional: bool,
+    num: int,
+    seed: int,
+    digit: int | None = None,
+    interpolate_to: int | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """The noise (num, latent_dim) and class labels (num,) or None for one picture.
+
+    A latent walk goes from the first noise vector of ``seed`` to that of ``interpolate_to``
+    in ``num`` steps. Class labels: ``digit`` for all, else 0..9 in reading order; an
+    unconditional generator takes none, so ``digit`` is an error there.
+    """
+    if digit is not None and not conditional:
+        raise UsageError(
+            f"--digit {digit} needs a generator trained with model.conditional: true; "
+            "this one is unconditional (leave out --digit)"
+        )
+    if digit is not None and not 0 <= digit < NUM_CLASSES:
+        raise UsageError(f"--digit is {digit}; expected a class from 0 to {NUM_CLASSES - 1}")
+    if interpolate_to is None:
+        z = _noise(seed, num, latent_dim)
+    else:
+        ends = _noise(seed, 1, latent_dim)[0], _noise(interpolate_to, 1, latent_dim)[0]
+        z = slerp(*ends, torch.linspace(0.0, 1.0, num))
+    if not conditional:
+        return z, None
+    if digit is not None:
+        return z, torch.full((num,), digit, dtype=torch.long)
+    return z, torch.arange(num) * NUM_CLASSES // num
+
+
+def run(
+    model_path: Path,
+    out: Path,
+    num: int,
+    seed: int,
+    digit: int | None,
+    interpolate_to: int | None,
+    images_dir: Path | None,
+    device_name: str,
+) -> Tensor:
+    """Write the grid PNG ``out`` (and one PNG per image into ``images_dir``)."""
+    if num < 1:
+        raise UsageError(f"--num is {num}; expected a positive number of images")
+    if device_name not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"--device is {device_name!r}; expected auto, cpu or cuda")
+    device = resolve_device(device_name, "--device")
+    generator, model_cfg = load_generator(model_path)
+    z, labels = sample_inputs(
+        model_cfg.latent_dim, model_cfg.conditional, num, seed, digit, interpolate_to
+    )
+    images = sample_images(
+        generator.to(device), z.to(device), None if labels is None else labels.to(device)
+    ).cpu()
+    nrow = num if interpolate_to is not None else None  # a walk reads as one row
+    save_png(grid_array(images, nrow=nrow), out)
+    if images_dir is not None:
+        for i, image in enumerate(images):
+            save_png(grid_array(image[None], nrow=1), images_dir / f"sample_{i:04d}.png")
+    what = f"a latent walk from seed {seed} to {interpolate_to}" if interpolate_to else "samples"
+    print(f"wrote {num} {what} to {out}" + (f" and {images_dir}/" if images_dir else ""))
+    return images
