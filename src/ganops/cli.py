@@ -191,3 +191,15 @@ def sample(
     from ganops.stages import sample as stage
 
     stage.run(model, out, num, seed, digit, interpolate, images_dir, device)
+
+
+@app.command("params")
+def params_command() -> None:
+    """Print every params.yaml key with its type, default, allowed values and meaning.
+
+    Generated from the config classes that validate params.yaml (a Markdown table; the
+    README's copy is checked against it by a test).
+    """
+    from ganops.config import params_reference_markdown
+
+    print(params_reference_markdown(), end="")

@@ -271,3 +271,40 @@ def to_flat_dict(params: Params) -> dict[str, Any]:
         for key, value in values.items():
             flat[f"{section}.{key}"] = list(value) if isinstance(value, tuple) else value
     return flat
+
+
+def _allowed(meta: types.MappingProxyType[str, Any]) -> str:
+    if meta["choices"] is not None:
+        return " \\| ".join(map(str, meta["choices"]))
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return ", ".join(f"{symbols[name]} {meta[name]}" for name in symbols if meta[name] is not None)
+
+
+def params_reference() -> list[dict[str, str]]:
+    """Every params.yaml key with its type, default, allowed values and meaning, in file order."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        for spec in dataclasses.fields(cls):
+            default = spec.default
+            shown = list(default) if isinstance(default, tuple) else default
+            rows.append(
+                {
+                    "key": f"{section}.{spec.name}",
+                    "type": _type_name(_HINTS[cls][spec.name]),
+                    "default": yaml.safe_dump(shown, default_flow_style=True)
+                    .strip()
+                    .removesuffix("\n..."),
+                    "allowed": _allowed(spec.metadata),
+                    "meaning": spec.metadata["help"],
+                }
+            )
+    return rows
+
+
+def params_reference_markdown() -> str:
+    """``params_reference()`` as a Markdown table (the README's copy is checked against it)."""
+    lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for row in params_reference():
+        cells = [f"`{row['key']}`", row["type"], f"`{row['default']}`", row["allowed"]]
+        lines.append("| " + " | ".join([*cells, row["meaning"]]) + " |")
+    return "\n".join(lines) + "\n"

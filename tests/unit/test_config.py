@@ -70,3 +70,14 @@ def test_flat_dict_has_every_key_once() -> None:
 def test_configs_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Params().train.epochs = 3  # type: ignore[misc]
+
+
+def test_readme_params_table_is_the_generated_reference() -> None:
+    from ganops.config import params_reference, params_reference_markdown
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- params-reference -->\n") + len("<!-- params-reference -->\n")
+    table = readme[start : readme.index("<!-- /params-reference -->")]
+    assert table == params_reference_markdown(), "README table is stale: paste `ganops params`"
+    keys = [row["key"] for row in params_reference()]
+    assert keys == list(to_flat_dict(params_from_dict({})))
