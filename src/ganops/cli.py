@@ -203,3 +203,30 @@ def params_command() -> None:
     from ganops.config import params_reference_markdown
 
     print(params_reference_markdown(), end="")
+
+
+@app.command()
+@user_errors
+def gate(
+    metrics: Annotated[Path, typer.Option(help="Metrics file from `ganops evaluate`.")] = Path(
+        "outputs/evaluate/metrics.json"
+    ),
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Git revision whose committed metrics file is the baseline."),
+    ] = None,
+    summary: Annotated[
+        Path | None,
+        typer.Option(help="Append the table here too (e.g. $GITHUB_STEP_SUMMARY).", dir_okay=False),
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Pass or fail the model on its metrics: exit 0 pass, 1 fail, 2 bad input.
+
+    Reads METRICS and params gate.* (gate.max_fid: an absolute limit; with --baseline REV,
+    FID may be worse than REV's by at most gate.fid_tolerance). Prints a table of metric,
+    value, limit and result.
+    """
+    from ganops import gate as gating
+
+    gating.run(_params(params).gate, metrics, baseline, Path.cwd(), summary)

@@ -142,12 +142,28 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    max_fid: float = _spec(
+        0.0,
+        "`ganops gate` fails when FID (fid_<n> in the metrics file) is above this (0 = off).",
+        ge=0.0,
+    )
+    fid_tolerance: float = _spec(
+        0.05,
+        "With `ganops gate --baseline REV`: fail when FID is worse than REV's by more than "
+        "this fraction (0.05 = 5%).",
+        ge=0.0,
+    )
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 # Section name -> its dataclass, and each dataclass's resolved field types (the module uses

@@ -121,3 +121,20 @@ def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "--digit 3 needs a generator trained with model.conditional: true" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_gate_exit_codes_pass_fail_and_bad_input(tmp_path: Path, params_file: Path) -> None:
+    raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    write_params(params_file, {**raw, "gate": {"max_fid": 100.0}})
+    metrics = tmp_path / "outputs" / "evaluate" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text('{"fid_64": 80.0, "fid_num_samples": 64}', encoding="utf-8")
+    passed = ganops("gate", cwd=tmp_path)
+    assert passed.returncode == 0 and "| fid_64 | 80.000 | <= 100 | pass |" in passed.stdout
+    metrics.write_text('{"fid_64": 120.0, "fid_num_samples": 64}', encoding="utf-8")
+    failed = ganops("gate", cwd=tmp_path)
+    assert failed.returncode == 1 and "**FAIL**" in failed.stdout
+    assert failed.stderr.strip() == "error: gate failed: fid_64 outside the limits above"
+    write_params(params_file, {**raw, "gate": {"max_kid": 0.01}})
+    unknown = ganops("gate", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown key for gate.max_kid" in unknown.stderr

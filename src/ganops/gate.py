@@ -1,0 +1,155 @@
+"""``ganops gate``: pass or fail a trained model on its metrics, for CI.
+
+Limits come from params.yaml's ``gate`` section (absolute) and, optionally, from the same
+metrics at a baseline git revision (relative, direction-aware: a lower FID is better).
+Exit codes: 0 all checks pass, 1 a check fails, 2 bad input (``DataError``/``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganops.config import GateConfig
+from ganops.errors import DataError, GanopsError
+
+
+class GateFailed(GanopsError):
+    """At least one check failed (the table says which); exit code 1."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float
+    limit: str  # e.g. "<= 60" or "<= 52.5 (baseline HEAD~1: 50.0 +5%)"
+    passed: bool
+
+
+def read_metrics(text: str, source: str) -> dict[str, float]:
+    """Parse a metrics JSON file's text; ``source`` names it in errors."""
+    try:
+        metrics = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{source}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(metrics, dict):
+        raise DataError(f"{source}: expected a JSON object of metric names to numbers")
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def load_metrics(path: Path) -> dict[str, float]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: metrics file not found; run `dvc repro` (or `ganops evaluate`) first"
+        ) from None
+    return read_metrics(text, str(path))
+
+
+def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
+    """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``)."""
+    relative = path.resolve().relative_to(repo.resolve()).as_posix()
+    result = subprocess.run(
+        ["git", "show", f"{revision}:{relative}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["git show failed"])[-1]
+        raise DataError(
+            f"baseline {revision!r}: cannot read {relative} there ({reason}); the baseline must "
+            "be a git revision whose commit holds the metrics file"
+        )
+    return read_metrics(result.stdout, f"{revision}:{relative}")
+
+
+def fid_metric(metrics: dict[str, float], source: str) -> str:
+    """The one ``fid_<n>`` key of a metrics file (``fid_num_samples`` is its companion)."""
+    names = [k for k in metrics if k.startswith("fid_") and k != "fid_num_samples"]
+    if len(names) != 1:
+        raise DataError(f"{source}: expected one fid_<n> metric, found {names or 'none'}")
+    return names[0]
+
+
+def checks(
+    cfg: GateConfig,
+    metrics: dict[str, float],
+    source: str,
+    baseline: dict[str, float] | None = None,
+    baseline_name: str = "",
+) -> list[Check]:
+    """Every check the gate config asks for; FID is lower-is-better."""
+    name = fid_metric(metrics, source)
+    value = metrics[name]
+    out = []
+    if cfg.max_fid > 0:
+        out.append(Check(name, value, f"<= {cfg.max_fid:g}", _finite(value) <= cfg.max_fid))
+    if baseline is not None:
+        if name not in baseline:
+            raise DataError(
+                f"baseline {baseline_name}: has no {name} ({sorted(baseline)}); FIDs from "
+                "different sample counts are not comparable, so evaluate both with the same "
+                "evaluate.num_samples"
+            )
+        limit = baseline[name] * (1 + cfg.fid_tolerance)
+        out.append(
+            Check(
+                name,
+                value,
+                f"<= {limit:.3f} (baseline {baseline_name}: {baseline[name]:.3f} "
+                f"+{cfg.fid_tolerance:.0%})",
+                _finite(value) <= limit,
+            )
+        )
+    if not out:
+        raise DataError(
+            "nothing to check: set gate.max_fid in params.yaml and/or pass --baseline REV"
+        )
+    return out
+
+
+def _finite(value: float) -> float:
+    """NaN never passes a limit: treat it as infinitely bad."""
+    return math.inf if math.isnan(value) else value
+
+
+def table(results: list[Check]) -> str:
+    """A Markdown table (readable in a terminal, and a GitHub job summary as is)."""
+    lines = ["| metric | value | limit | result |", "|---|---:|---|---|"]
+    for check in results:
+        verdict = "pass" if check.passed else "**FAIL**"
+        lines.append(f"| {check.metric} | {check.value:.3f} | {check.limit} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    cfg: GateConfig,
+    metrics_path: Path,
+    baseline: str | None,
+    repo: Path,
+    summary: Path | None = None,
+) -> list[Check]:
+    """Print the table (and append it to ``summary``); raise ``GateFailed`` on a failure."""
+    metrics = load_metrics(metrics_path)
+    base: dict[str, Any] | None = None
+    if baseline:
+        base = baseline_metrics(baseline, metrics_path, repo)
+    results = checks(cfg, metrics, str(metrics_path), base, baseline or "")
+    text = table(results)
+    print(text, end="")
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as stream:
+            stream.write("### ganops gate\n\n" + text + "\n")
+    failed = [c.metric for c in results if not c.passed]
+    if failed:
+        raise GateFailed(f"gate failed: {', '.join(failed)} outside the limits above")
+    return results
