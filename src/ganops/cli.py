@@ -219,14 +219,29 @@ def gate(
         Path | None,
         typer.Option(help="Append the table here too (e.g. $GITHUB_STEP_SUMMARY).", dir_okay=False),
     ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote",
+            help="On pass, move the registered model's 'champion' alias to this run's version.",
+        ),
+    ] = False,
+    train_out: Annotated[
+        Path, typer.Option(help="Train stage outputs (its mlflow_run.json names the run).")
+    ] = Path("outputs/train"),
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Pass or fail the model on its metrics: exit 0 pass, 1 fail, 2 bad input.
 
     Reads METRICS and params gate.* (gate.max_fid: an absolute limit; with --baseline REV,
     FID may be worse than REV's by at most gate.fid_tolerance). Prints a table of metric,
-    value, limit and result.
+    value, limit and result. With --promote, a pass makes the run's registered generator
+    (tracking.registered_model) the 'champion'.
     """
     from ganops import gate as gating
 
-    gating.run(_params(params).gate, metrics, baseline, Path.cwd(), summary)
+    config = _params(params)
+    target = gating.promotion_target(config.tracking, train_out) if promote else None
+    gating.run(config.gate, metrics, baseline, Path.cwd(), summary)
+    if target is not None:
+        gating.promote(config.tracking, target)

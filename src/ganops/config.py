@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -139,6 +140,11 @@ class TrackingConfig:
         "MLflow tracking URI. Empty: $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db.",
     )
     experiment: str = _spec("ganops", "MLflow experiment name.")
+    registered_model: str = _spec(
+        "ganops-generator",
+        "Model Registry name for each trained generator (alias 'candidate'; `ganops gate "
+        "--promote` moves 'champion' to it). Empty: do not register.",
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,16 @@ def _check_range(key: str, value: Any, meta: types.MappingProxyType[str, Any]) -
             raise ConfigError(key, value, f"a value {symbol} {limit}")
 
 
+def _check_name(key: str, value: Any) -> None:
+    """A registered model name MLflow accepts (checked before training, not discovered when
+    registering after it)."""
+    allowed = r"[A-Za-z0-9][A-Za-z0-9_.\- ]*"
+    if key == "tracking.registered_model" and value and not re.fullmatch(allowed, value):
+        raise ConfigError(
+            key, value, "letters, digits, '_', '-', '.' and spaces, starting with a letter or digit"
+        )
+
+
 def _build_section(name: str, raw: Any) -> Any:
     cls = SECTIONS[name]
     if raw is None:
@@ -240,6 +256,7 @@ def _build_section(name: str, raw: Any) -> Any:
         full_key = f"{name}.{key}"
         value = _coerce(full_key, value, _HINTS[cls][key])
         _check_range(full_key, value, known[key].metadata)
+        _check_name(full_key, value)
         values[key] = value
     return cls(**values)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ganops.config import GateConfig
+from ganops.config import GateConfig, TrackingConfig
 from ganops.errors import DataError, GanopsError
 
 
@@ -55,7 +55,19 @@ def load_metrics(path: Path) -> dict[str, float]:
 
 def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
     """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``)."""
-    relative = path.resolve().relative_to(repo.resolve()).as_posix()
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if top.returncode != 0:
+        raise DataError(f"--baseline needs a git repository; {repo} is not in one")
+    try:
+        relative = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
+    except ValueError:
+        raise DataError(f"{path} is outside the git repository {top.stdout.strip()}") from None
     result = subprocess.run(
         ["git", "show", f"{revision}:{relative}"],
         cwd=repo,
@@ -153,3 +165,30 @@ def run(
     if failed:
         raise GateFailed(f"gate failed: {', '.join(failed)} outside the limits above")
     return results
+
+
+def promotion_target(cfg: TrackingConfig, train_dir: Path) -> dict[str, str]:
+    """The tracked training run whose registered generator ``--promote`` would promote;
+    checked before gating, so a bad setup is exit 2, not a gate result."""
+    if not cfg.enabled or not cfg.registered_model:
+        raise DataError("--promote needs tracking.enabled: true and a tracking.registered_model")
+    run_file = train_dir / "mlflow_run.json"
+    try:
+        run_ref = json.loads(run_file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise DataError(
+            f"{run_file}: no readable MLflow run reference; run `dvc repro` first"
+        ) from None
+    if not isinstance(run_ref, dict) or not run_ref.get("run_id"):
+        raise DataError(f"{run_file}: the training run was not tracked; nothing to promote")
+    return {"run_id": str(run_ref["run_id"]), "uri": str(run_ref.get("uri", ""))}
+
+
+def promote(cfg: TrackingConfig, run_ref: dict[str, str]) -> str:
+    """Make the generator registered by ``run_ref``'s run the champion."""
+    from ganops.tracking import CHAMPION
+    from ganops.tracking import promote as set_champion
+
+    version = set_champion(run_ref, cfg.registered_model)
+    print(f"promoted {cfg.registered_model} version {version} to @{CHAMPION}")
+    return version

@@ -107,6 +107,13 @@ class MlflowLogger:
         mlflow.log_image(grid_array(images), key="samples", step=epoch)
 
 
+def describe_changes(params: Params) -> str:
+    """What this run changes versus the defaults, for the run's description in the UI."""
+    defaults = to_flat_dict(Params())
+    changed = [f"{k}={v}" for k, v in to_flat_dict(params).items() if defaults[k] != v]
+    return "Changed from defaults: " + (", ".join(changed) if changed else "nothing")
+
+
 @contextmanager
 def training_run(
     params: Params, cwd: Path, tags: dict[str, str], run_id: str | None = None
@@ -130,7 +137,13 @@ def training_run(
         with mlflow.start_run(run_id=run_id) as run:
             yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
         return
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
+    all_tags["mlflow.note.content"] = describe_changes(params)  # the run's description
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags=all_tags,
+        log_system_metrics=True,  # CPU/GPU utilisation and memory, sampled in the background
+    ) as run:
         mlflow.log_params(to_flat_dict(params))
         yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
 
@@ -147,8 +160,12 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_generator(generator: nn.Module, model_cfg: ModelConfig) -> None:
-    """Log the generator as an MLflow PyTorch model that loads back and generates.
+CANDIDATE, CHAMPION = "candidate", "champion"
+
+
+def log_generator(generator: nn.Module, model_cfg: ModelConfig, registered_name: str) -> None:
+    """Log the generator as an MLflow PyTorch model that loads back and generates, and
+    register it as ``registered_name`` with the alias ``candidate`` (unless the name is empty).
 
     An unconditional one gets a noise input example (and so a signature); a conditional
     one takes (z, labels), which a single-input example cannot describe.
@@ -157,7 +174,36 @@ def log_generator(generator: nn.Module, model_cfg: ModelConfig) -> None:
 
     example = None if model_cfg.conditional else torch.randn(2, model_cfg.latent_dim).numpy()
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
-    mlflow.pytorch.log_model(model, name="generator", input_example=example)
+    info = mlflow.pytorch.log_model(model, name="generator", input_example=example)
+    if not registered_name:
+        return
+    from mlflow.exceptions import MlflowException
+
+    try:  # a registry problem must not cost the trained model's outputs
+        version = mlflow.register_model(info.model_uri, registered_name).version
+        mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE, str(version))
+    except MlflowException as error:
+        print(f"warning: could not register the generator as {registered_name!r}: {error}")
+
+
+def promote(run_ref: dict[str, str], registered_name: str) -> str:
+    """Point the ``champion`` alias at the model version logged by ``run_ref``'s run;
+    returns the version. Raises ``GanopsError`` when that run registered no model."""
+    import mlflow
+
+    from ganops.errors import DataError
+
+    client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
+    versions = client.search_model_versions(f"name = '{registered_name}'")
+    mine = [v for v in versions if v.run_id == run_ref["run_id"]]
+    if not mine:
+        raise DataError(
+            f"run {run_ref['run_id']} registered no version of {registered_name!r} "
+            "(is tracking.registered_model set, and did train finish?)"
+        )
+    version = str(max(int(v.version) for v in mine))
+    client.set_registered_model_alias(registered_name, CHAMPION, version)
+    return version
 
 
 def log_to_run(

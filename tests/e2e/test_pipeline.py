@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 def sh(*args: str, cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # so a seconds-long run gets samples
     result = subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
     )
@@ -92,3 +93,28 @@ def test_second_repro_does_nothing_and_epochs_rerun_only_train_and_evaluate(
     assert "Running stage 'download'" not in log and "Running stage 'prepare'" not in log
     checkpoint = torch.load(project / "models/checkpoint.pt", weights_only=True)
     assert checkpoint["loop"]["step"] == 2 * (512 // 64)
+
+
+def test_registered_generator_loads_back_and_a_passing_gate_promotes_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow.pytorch
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # undone after the test, unlike set_tracking_uri
+    generator = mlflow.pytorch.load_model("models:/ganops-generator@candidate")
+    images = generator(torch.randn(5, 100))
+    assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1.0
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    write_params(project / "params.yaml", {**params, "gate": {"max_fid": 1e6}})
+    assert "promoted ganops-generator version" in sh("ganops", "gate", "--promote", cwd=project)
+    run_id = json.loads((project / "outputs/train/mlflow_run.json").read_text())["run_id"]
+    champion = MlflowClient(tracking_uri=uri).get_model_version_by_alias(
+        "ganops-generator", "champion"
+    )
+    assert champion.run_id == run_id
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.tags["mlflow.note.content"].startswith("Changed from defaults: data.source=")
+    assert any(key.startswith("system/") for key in run.data.metrics)

@@ -81,3 +81,9 @@ def test_readme_params_table_is_the_generated_reference() -> None:
     assert table == params_reference_markdown(), "README table is stale: paste `ganops params`"
     keys = [row["key"] for row in params_reference()]
     assert keys == list(to_flat_dict(params_from_dict({})))
+
+
+def test_registered_model_name_is_checked_before_any_training() -> None:
+    with pytest.raises(ConfigError, match=r"tracking\.registered_model: 'team/gan'"):
+        params_from_dict({"tracking": {"registered_model": "team/gan"}})
+    assert params_from_dict({"tracking": {"registered_model": ""}}).tracking.registered_model == ""

@@ -81,3 +81,17 @@ def test_baseline_revision_allows_the_tolerance_and_no_more(tmp_path: Path) -> N
         gate.run(cfg, path, "HEAD", tmp_path)
     with pytest.raises(DataError, match=r"baseline 'HEAD~1': cannot read outputs/metrics\.json"):
         gate.run(cfg, path, "HEAD~1", tmp_path)
+
+
+def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> None:
+    from ganops.config import TrackingConfig
+
+    with pytest.raises(DataError, match=r"needs tracking\.enabled: true"):
+        gate.promotion_target(TrackingConfig(registered_model=""), tmp_path)
+    with pytest.raises(DataError, match="no readable MLflow run reference"):
+        gate.promotion_target(TrackingConfig(), tmp_path)
+    (tmp_path / "mlflow_run.json").write_text('{"run_id": null, "uri": null}', encoding="utf-8")
+    with pytest.raises(DataError, match="was not tracked"):
+        gate.promotion_target(TrackingConfig(), tmp_path)
+    (tmp_path / "mlflow_run.json").write_text('{"run_id": "abc", "uri": "u"}', encoding="utf-8")
+    assert gate.promotion_target(TrackingConfig(), tmp_path) == {"run_id": "abc", "uri": "u"}

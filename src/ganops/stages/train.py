@@ -106,10 +106,14 @@ def run(
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     data_id = f"{meta['dataset_sha256']}:{len(images)}"
     checkpoint_path = models_dir / "checkpoint.pt"
+    for stale in models_dir.glob(".*.tmp"):  # a write cut short by kill -9 of an earlier run
+        stale.unlink()
     resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
     torch.manual_seed(params.train.seed)  # weight init
     gan = build_gan(*build_models(params.model), params.train, device)
     state = _restore(gan, resume) if resume else None
+    if state is not None:
+        print(f"resuming the interrupted run from step {state.step} ({checkpoint_path})")
     tags = {
         "dataset": meta["dataset"],
         "dataset_sha256": meta["dataset_sha256"],
@@ -209,7 +213,7 @@ def _write_outputs(
         tracking.log_to_active({"train_seconds": seconds})
         for name in ("losses.csv", "samples.png"):
             tracking.log_artifact(out_dir / name)
-        tracking.log_generator(gan.sampler, params.model)
+        tracking.log_generator(gan.sampler, params.model, params.tracking.registered_model)
     write_json(
         {"run_id": run_ref.get("run_id"), "uri": run_ref.get("uri")}, out_dir / "mlflow_run.json"
     )
