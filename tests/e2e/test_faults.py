@@ -1,0 +1,109 @@
+"""Faults injected into a real `ganops train` process: kill -9 and SIGTERM.
+
+Each test trains the classic MLP on a small real-MNIST subset with frequent checkpoints, hits
+the process, and checks that what is on disk still loads and that running the stage again
+resumes and finishes with the full step count.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import tiny_params, write_params
+
+pytestmark = pytest.mark.slow
+
+STEPS_PER_EPOCH, EPOCHS = 512 // 64, 40  # 320 steps: long enough to hit mid-run
+
+
+def _train(cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ganops", "train"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, mnist_dir: Path) -> Path:
+    raw = tiny_params(
+        tmp_path,
+        mnist_dir,
+        model={"g_hidden": [256, 512, 1024], "d_hidden": [1024, 512, 256]},
+        train={"epochs": EPOCHS, "checkpoint_every": 5, "log_every": 5},
+        tracking={"enabled": False},
+    )
+    write_params(tmp_path / "params.yaml", raw)
+    for stage in ("download", "prepare"):
+        done = subprocess.run(
+            [sys.executable, "-m", "ganops", stage], cwd=tmp_path, capture_output=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    return tmp_path
+
+
+def _wait_for_new_checkpoint(path: Path, process: subprocess.Popen[str]) -> None:
+    """Until this process has written a checkpoint (so it is past start-up, mid-training)."""
+    before = path.stat().st_mtime_ns if path.exists() else None
+    deadline = time.monotonic() + 300
+    while not path.exists() or path.stat().st_mtime_ns == before:
+        assert process.poll() is None, "training ended before writing a checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+
+
+def _checkpoint_step(path: Path) -> int:
+    blob = torch.load(path, map_location="cpu", weights_only=True)  # must always load
+    return int(blob["loop"]["step"])
+
+
+def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(project: Path) -> None:
+    checkpoint = project / "models" / "checkpoint.pt"
+    rng = random.Random(0)
+    steps = []
+    for _ in range(3):
+        process = _train(project)
+        _wait_for_new_checkpoint(checkpoint, process)
+        time.sleep(rng.uniform(0.2, 1.5))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+        steps.append(_checkpoint_step(checkpoint))
+    # Each kill landed mid-training, later than the one before (each run resumed).
+    assert steps == sorted(set(steps)) and 0 < steps[-1] < STEPS_PER_EPOCH * EPOCHS
+    finish = _train(project)
+    output, _ = finish.communicate(timeout=900)
+    assert finish.returncode == 0, output
+    assert f"resuming the interrupted run from step {steps[-1]}" in output
+    assert _checkpoint_step(checkpoint) == STEPS_PER_EPOCH * EPOCHS
+    # A kill during a write can leave a temporary file; the next run removes it.
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["checkpoint.pt", "generator.pt"]
+
+
+def test_sigterm_saves_the_last_completed_step_and_resume_finishes(project: Path) -> None:
+    checkpoint = project / "models" / "checkpoint.pt"
+    process = _train(project)
+    _wait_for_new_checkpoint(checkpoint, process)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    stopped_at = _checkpoint_step(checkpoint)
+    assert f"error: interrupted at step {stopped_at}; checkpoint saved" in output
+    assert "Traceback" not in output
+    finish = _train(project)
+    output, _ = finish.communicate(timeout=900)
+    assert finish.returncode == 0, output
+    assert f"resuming the interrupted run from step {stopped_at}" in output
+    assert _checkpoint_step(checkpoint) == STEPS_PER_EPOCH * EPOCHS
+    assert os.path.getsize(project / "models" / "generator.pt") > 0
