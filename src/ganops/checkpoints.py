@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ganops.config import ModelConfig, Params, params_from_dict
+from ganops.config import ModelConfig, Params, TrainConfig, params_from_dict
 from ganops.errors import CheckpointError, ConfigError
 from ganops.io import save_torch
 from ganops.models import build_models
@@ -48,9 +48,14 @@ def save_checkpoint(state: dict[str, Any], params: Params, data_id: str, path: P
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     out = []
+    defaults = {
+        "model": dataclasses.asdict(ModelConfig()),
+        "train": dataclasses.asdict(TrainConfig()),
+    }
     for section in ("model", "train"):
         for key, value in current[section].items():
-            old = saved.get(section, {}).get(key)
+            # A key added after the checkpoint was written: it had the default's behaviour.
+            old = saved.get(section, {}).get(key, defaults[section][key])
             if old != value:
                 out.append(f"{section}.{key} {old!r} -> {value!r}")
     if saved.get("data") != current["data"]:

@@ -105,15 +105,18 @@ def _read_interval(state: LoopState) -> dict[str, float]:
         "d_real": d_real / n,
         "d_fake": d_fake / n,
     }
-    bad = [name for name, value in stats.items() if not math.isfinite(value)]
+    _stop_if_diverged([name for name, value in stats.items() if not math.isfinite(value)], state)
+    state.sums.zero_()
+    state.iterations = state.g_updates = 0
+    return stats
+
+
+def _stop_if_diverged(bad: list[str], state: LoopState) -> None:
     if bad:
         raise GanopsError(
             f"training diverged: {', '.join(bad)} not finite at step {state.step}; the last "
             "good checkpoint is kept. Lower train.lr_g/train.lr_d or change train.loss"
         )
-    state.sums.zero_()
-    state.iterations = state.g_updates = 0
-    return stats
 
 
 @dataclass
@@ -175,6 +178,11 @@ def fit(
             hooks.on_step(postfix)
             stop = hooks.should_stop()
             if stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
+                # Never save a diverged state, whatever log_every is (one sync per checkpoint).
+                finite = torch.isfinite(state.sums).tolist()
+                _stop_if_diverged(
+                    [n for n, ok in zip(STAT_NAMES, finite, strict=True) if not ok], state
+                )
                 state.rng_state = rng.get_state()
                 hooks.on_checkpoint(state)
             if stop:

@@ -180,3 +180,18 @@ def test_conditional_gan_trains_on_image_labels(images: torch.Tensor) -> None:
     )
     assert state.step == 8 and logger.sample_epochs == [1, 2]
     assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in state.history)
+
+
+def test_a_diverged_state_is_never_checkpointed_between_log_readings(
+    images: torch.Tensor,
+) -> None:
+    cfg = TrainConfig(
+        epochs=1, batch_size=10, lr_d=1e30, lr_g=1e30, log_every=1000, checkpoint_every=1
+    )
+    saved: list[torch.Tensor] = []
+    torch.manual_seed(cfg.seed)
+    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    hooks = Hooks(on_checkpoint=lambda state: saved.append(state.sums.clone()))
+    with pytest.raises(GanopsError, match=r"not finite at step \d+"):
+        fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(1, 8), hooks=hooks)
+    assert all(torch.isfinite(sums).all() for sums in saved)

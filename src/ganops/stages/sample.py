@@ -43,7 +43,8 @@ def sample_inputs(
 
     A latent walk goes from the first noise vector of ``seed`` to that of ``interpolate_to``
     in ``num`` steps. Class labels: ``digit`` for all, else 0..9 in reading order; an
-    unconditional generator takes none, so ``digit`` is an error there.
+    unconditional generator takes none, so ``digit`` is an error there. A conditional walk
+    keeps one class (``digit``, else 0) so only the noise changes along it.
     """
     if digit is not None and not conditional:
         raise UsageError(
@@ -59,8 +60,8 @@ def sample_inputs(
         z = slerp(*ends, torch.linspace(0.0, 1.0, num))
     if not conditional:
         return z, None
-    if digit is not None:
-        return z, torch.full((num,), digit, dtype=torch.long)
+    if digit is not None or interpolate_to is not None:  # a walk keeps one class throughout
+        return z, torch.full((num,), digit or 0, dtype=torch.long)
     return z, torch.arange(num) * NUM_CLASSES // num
 
 
@@ -92,6 +93,7 @@ def run(
     if images_dir is not None:
         for i, image in enumerate(images):
             save_png(grid_array(image[None], nrow=1), images_dir / f"sample_{i:04d}.png")
-    what = f"a latent walk from seed {seed} to {interpolate_to}" if interpolate_to else "samples"
+    walk = interpolate_to is not None
+    what = f"images of a latent walk from seed {seed} to {interpolate_to}" if walk else "samples"
     print(f"wrote {num} {what} to {out}" + (f" and {images_dir}/" if images_dir else ""))
     return images
