@@ -1,0 +1,69 @@
+"""The CI gate is not a rubber stamp: an untrained generator fails it.
+
+`.ci/smoke-pipeline` trains a small-budget model and gates it (CI shows it passing); this
+test evaluates an untrained generator with the same evaluate settings and limit and checks
+that `ganops gate` fails it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganops.checkpoints import save_generator
+from ganops.config import params_from_dict
+from ganops.models import build_models
+from ganops.stages.evaluate import metric_name
+from tests.conftest import ROOT, tiny_params, write_params
+
+pytestmark = pytest.mark.slow
+
+SMOKE = (ROOT / ".ci" / "smoke-pipeline").read_text(encoding="utf-8")
+
+
+def smoke_setting(name: str) -> str:
+    match = re.search(rf"^[^#]*{re.escape(name)}[=:-]+([\w.]+)", SMOKE, re.MULTILINE)
+    assert match, f"{name} not found in .ci/smoke-pipeline"
+    return match.group(1)
+
+
+def ganops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ganops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def test_untrained_generator_fails_the_smoke_gate(tmp_path: Path, mnist_dir: Path) -> None:
+    num_samples = int(smoke_setting("evaluate.num_samples"))
+    max_fid = float(smoke_setting("GANOPS_SMOKE_MAX_FID"))
+    raw = tiny_params(
+        tmp_path,
+        mnist_dir,
+        data={"train_subset": 64, "test_subset": num_samples},
+        model={"arch": smoke_setting("model.arch")},
+        evaluate={"num_samples": num_samples, "batch_size": 100},
+        tracking={"enabled": False},
+        gate={"max_fid": max_fid},
+    )
+    write_params(tmp_path / "params.yaml", raw)
+    for stage in ("download", "prepare"):
+        assert ganops(stage, cwd=tmp_path).returncode == 0
+    torch.manual_seed(0)
+    params = params_from_dict(raw)
+    (tmp_path / "models").mkdir()
+    save_generator(build_models(params.model)[0], params, tmp_path / "models" / "generator.pt")
+    evaluated = ganops("evaluate", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    gate = ganops("gate", cwd=tmp_path)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert metric_name(num_samples) in gate.stdout and "**FAIL**" in gate.stdout
