@@ -30,9 +30,11 @@ from torch import nn
 
 from ganops.config import ModelConfig
 from ganops.data import load_split
+from ganops.errors import GanopsError
 from ganops.metrics.fid import compute_fid
 from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
 from ganops.models import build_models
+from ganops.stages import common as stages_common
 from ganops.stages.evaluate import generated_batches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA GPU is available")
-    return torch.device(name)
+    try:
+        return stages_common.resolve_device(name, "--device")
+    except GanopsError as error:
+        raise SystemExit(str(error)) from None
 
 
 def load_generator(path: Path | None, device: torch.device) -> tuple[nn.Module, int]:

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ganops.config import ModelConfig, TrainConfig
 from ganops.data import normalize, read_idx
+from ganops.errors import GanopsError
 from ganops.loop import Hooks, fit
 from ganops.models import build_models
 from ganops.reference import (
@@ -45,6 +46,7 @@ from ganops.reference import (
     classic_loader,
     reference_step,
 )
+from ganops.stages import common as stages_common
 from ganops.training import GAN, build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,11 +268,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA GPU is available")
-    return torch.device(name)
+    try:
+        return stages_common.resolve_device(name, "--device")
+    except GanopsError as error:
+        raise SystemExit(str(error)) from None
 
 
 def configure_backends(device: torch.device) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,15 @@ def write_params(path: Path, params: dict[str, Any]) -> Path:
 @pytest.fixture
 def params_file(tmp_path: Path, mnist_dir: Path) -> Path:
     return write_params(tmp_path / "params.yaml", tiny_params(tmp_path, mnist_dir))
+
+
+def run_ganops(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``python -m ganops ARGS`` in ``cwd`` as a user would run it; never raises on failure."""
+    return subprocess.run(
+        [sys.executable, "-m", "ganops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

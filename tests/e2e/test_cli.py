@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from ganops.cli import app
-from tests.conftest import write_params
+from tests.conftest import run_ganops, write_params
 
 
 def ganops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ganops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_ganops(*args, cwd=cwd, timeout=300)
 
 
 def test_version_and_help_name_inputs_and_outputs(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from ganops.checkpoints import save_generator
 from ganops.config import params_from_dict
 from ganops.models import build_models
 from ganops.stages.evaluate import metric_name
-from tests.conftest import ROOT, tiny_params, write_params
+from tests.conftest import ROOT, run_ganops, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +32,7 @@ def smoke_setting(name: str) -> str:
 
 
 def ganops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ganops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_ganops(*args, cwd=cwd, timeout=900)
 
 
 def test_untrained_generator_fails_the_smoke_gate(tmp_path: Path, mnist_dir: Path) -> None:
