@@ -184,6 +184,10 @@ def _type_name(hint: Any) -> str:
     return {bool: "bool", int: "int", float: "float", str: "string"}[hint]
 
 
+# Scientific notation without a dot (``5e-5``), which YAML 1.1 does not read as a float.
+_YAML11_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the field's type; ints are accepted where floats are expected."""
     if typing.get_origin(hint) is tuple:
@@ -203,6 +207,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(key, value, "an integer")
         return value
     if hint is float:
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # `5e-5`: YAML 1.1 (PyYAML, `dvc exp run -S`) reads a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(key, value, "a number")
         if not math.isfinite(value):

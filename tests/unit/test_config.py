@@ -87,3 +87,13 @@ def test_registered_model_name_is_checked_before_any_training() -> None:
     with pytest.raises(ConfigError, match=r"tracking\.registered_model: 'team/gan'"):
         params_from_dict({"tracking": {"registered_model": "team/gan"}})
     assert params_from_dict({"tracking": {"registered_model": ""}}).tracking.registered_model == ""
+
+
+def test_exponent_without_a_dot_is_a_float_although_yaml_reads_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr_g: 5e-5\n  lr_d: 1E-4\n", encoding="utf-8")
+    assert yaml.safe_load(path.read_text())["train"]["lr_g"] == "5e-5"  # the YAML 1.1 quirk
+    params = load_params(path)
+    assert params.train.lr_g == 5e-5 and params.train.lr_d == 1e-4
+    with pytest.raises(ConfigError, match=r"train\.lr_g: 'fast'; expected a number"):
+        params_from_dict({"train": {"lr_g": "fast"}})
