@@ -6,6 +6,7 @@
 #   wgan_gp: Adam 1e-4, betas (0.5, 0.9), k = 5, penalty 10      (Gulrajani et al. 2017)
 # Usage: scripts/sweep_objectives.sh [EPOCHS] [NUM_SAMPLES] [ARCHS...]
 #   e.g. scripts/sweep_objectives.sh 2 1000 mlp dcgan; then: dvc exp show --csv
+# LOSSES="wgan wgan_gp" scripts/sweep_objectives.sh 10 500 dcgan runs only those objectives.
 set -euo pipefail
 epochs=${1:-2}
 num_samples=${2:-1000}
@@ -14,7 +15,7 @@ archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(mlp dcgan)
 
 for arch in "${archs[@]}"; do
-  for loss in minimax non_saturating lsgan hinge wgan wgan_gp; do
+  for loss in ${LOSSES:-minimax non_saturating lsgan hinge wgan wgan_gp}; do
     case $loss in
       wgan) opt=(-S train.optimizer=rmsprop -S train.lr_g=5e-5 -S train.lr_d=5e-5
                  -S train.d_steps=5 -S train.beta2=0.999) ;;
