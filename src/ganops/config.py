@@ -139,6 +139,12 @@ class TrackingConfig:
         "",
         "MLflow tracking URI. Empty: $MLFLOW_TRACKING_URI, else sqlite:///<repo root>/mlflow.db.",
     )
+    required: bool = _spec(
+        True,
+        "An MLflow server or store that cannot be used when training starts is an error "
+        "(false: a warning, and training goes on without tracking). A server lost mid-run "
+        "never stops training: logging is retried in the background.",
+    )
     experiment: str = _spec("ganops", "MLflow experiment name.")
     registered_model: str = _spec(
         "ganops-generator",

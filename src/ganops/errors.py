@@ -40,3 +40,7 @@ class UsageError(GanopsError):
     """A command-line option is not acceptable (params.yaml values raise ``ConfigError``)."""
 
     exit_code = 2
+
+
+class TrackingError(GanopsError):
+    """The MLflow tracking server or store cannot be used."""

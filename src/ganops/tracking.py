@@ -9,7 +9,11 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +23,24 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
+from ganops.errors import TrackingError
 from ganops.images import grid_array
+from ganops.loop import Interrupted
+from ganops.outbox import Item, Outbox
+
+# MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
+# caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
+# up after a few seconds unless the user set these.
+QUICK_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+PROBE_TIMEOUT_S = 5.0
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def repo_root(start: Path) -> Path:
@@ -46,6 +67,41 @@ def tracking_uri(cfg: TrackingConfig, cwd: Path) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{repo_root(cwd) / 'mlflow.db'}"
+
+
+def _quick_http() -> None:
+    for key, value in QUICK_HTTP.items():
+        os.environ.setdefault(key, value)
+
+
+def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise ``TrackingError`` within ``timeout`` seconds when an http(s) tracking server
+    does not answer. Any HTTP answer counts (a proxy's 401 is a server that is there)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, point "
+            "tracking.uri or MLFLOW_TRACKING_URI at one that runs, or set "
+            "tracking.required: false to go on without tracking"
+        ) from None
+
+
+def attempt(what: str, call: Callable[[], Any]) -> bool:
+    """Run one tracking call; on failure warn (naming ``what``) instead of raising, so a
+    tracking problem never costs outputs that are already on disk."""
+    try:
+        call()
+    except Exception as error:  # whatever the store or the network raised
+        warn(f"warning: tracking: could not log {what} ({type(error).__name__}: {error})")
+        return False
+    return True
 
 
 def _git_commit(root: Path) -> str | None:
@@ -93,18 +149,47 @@ def _run_exists(run_id: str) -> bool:
 
 
 class MlflowLogger:
-    """``TrainLogger`` that writes to the active MLflow run."""
+    """``TrainLogger`` for one MLflow run. Calls go through an ``Outbox``: the loop never
+    waits on the server, and points logged while it is away are sent when it is back."""
+
+    def __init__(self, run_id: str, **outbox_options: Any) -> None:
+        import mlflow
+
+        self.run_id = run_id
+        self._client = mlflow.MlflowClient()
+        self._outbox = Outbox(self._send, warn=warn, **outbox_options)
+
+    def _send(self, item: Item) -> None:
+        from mlflow.entities import Metric
+
+        kind, data, step, stamp = item.payload
+        if kind == "metrics":
+            metrics = [Metric(key, value, stamp, step) for key, value in data.items()]
+            self._client.log_batch(self.run_id, metrics=metrics)
+        else:  # key + step makes the UI show the grids as one image series over epochs
+            self._client.log_image(self.run_id, data, key="samples", step=step, timestamp=stamp)
 
     def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
-        import mlflow
-
-        mlflow.log_metrics({**stats, "epoch": float(epoch)}, step=step)
+        payload = ("metrics", {**stats, "epoch": float(epoch)}, step, _now_ms())
+        self._outbox.put(Item(f"metrics at step {step}", payload))
 
     def log_samples(self, images: torch.Tensor, epoch: int) -> None:
-        import mlflow
+        payload = ("image", grid_array(images), epoch, _now_ms())
+        self._outbox.put(Item(f"sample grid of epoch {epoch}", payload))
 
-        # key + step makes the UI show the grids as one image series over epochs.
-        mlflow.log_image(grid_array(images), key="samples", step=epoch)
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what is left (waiting up to ``timeout`` s); warn about what could not be."""
+        unsent = self._outbox.close(timeout)
+        if unsent:
+            warn(
+                f"warning: tracking: {len(unsent)} logging call(s) could not be sent to MLflow "
+                f"(first: {unsent[0].what}, last: {unsent[-1].what}); the checkpoint, models "
+                "and outputs/train/losses.csv hold everything"
+            )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def describe_changes(params: Params) -> str:
@@ -124,8 +209,36 @@ def training_run(
 
     root = repo_root(cwd)
     uri = tracking_uri(params.tracking, cwd)
+    _quick_http()
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment_id(params.tracking.experiment, uri, root)
+    try:
+        experiment_id = _experiment_id(params.tracking.experiment, uri, root)
+        run = _start(params, root, experiment_id, tags, run_id)
+    except Exception as error:  # the store refused: unwritable database, server error...
+        if mlflow.active_run() is not None:  # opened, then log_params failed
+            attempt("the failed start", lambda: mlflow.end_run("FAILED"))
+        raise TrackingError(
+            f"could not open an MLflow run at {uri} ({type(error).__name__}: {error}); fix "
+            "tracking.uri, or set tracking.required: false to go on without tracking"
+        ) from None
+    status = "FAILED"
+    try:
+        yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
+        status = "FINISHED"
+    except (KeyboardInterrupt, Interrupted):
+        status = "KILLED"
+        raise
+    finally:
+        attempt(f"the end of run {run.info.run_id} ({status})", lambda: mlflow.end_run(status))
+
+
+def _start(
+    params: Params, root: Path, experiment_id: str, tags: dict[str, str], run_id: str | None
+) -> Any:
+    """Start (or, when resuming, reopen) the run; log params and tags on a new one."""
+    import mlflow
+
     exp_name = os.environ.get("DVC_EXP_NAME")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_name = exp_name or f"{params.data.dataset}-{params.model.arch}-{params.train.loss}-{stamp}"
@@ -134,18 +247,16 @@ def training_run(
         all_tags["dvc_exp_name"] = exp_name
     if run_id is not None and _run_exists(run_id):
         # Resuming: same run, so curves continue; params were logged when it started.
-        with mlflow.start_run(run_id=run_id) as run:
-            yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
-        return
+        return mlflow.start_run(run_id=run_id)
     all_tags["mlflow.note.content"] = describe_changes(params)  # the run's description
-    with mlflow.start_run(
+    run = mlflow.start_run(
         experiment_id=experiment_id,
         run_name=run_name,
         tags=all_tags,
         log_system_metrics=True,  # CPU/GPU utilisation and memory, sampled in the background
-    ) as run:
-        mlflow.log_params(to_flat_dict(params))
-        yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
+    )
+    mlflow.log_params(to_flat_dict(params))
+    return run
 
 
 def log_to_active(metrics: dict[str, float]) -> None:
@@ -212,6 +323,7 @@ def log_to_run(
     """Add metrics (e.g. FID from the evaluate stage) to an earlier run."""
     import mlflow
 
+    _quick_http()
     mlflow.set_tracking_uri(run_ref["uri"])
     with mlflow.start_run(run_id=run_ref["run_id"]):
         mlflow.log_metrics(metrics)

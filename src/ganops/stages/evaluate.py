@@ -106,6 +106,10 @@ def _log(params: Params, train_dir: Path, metrics: dict[str, float]) -> None:
     run_file = train_dir / "mlflow_run.json"
     run_ref = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else {}
     if params.tracking.enabled and run_ref.get("run_id"):
-        from ganops.tracking import log_to_run
+        from ganops.tracking import attempt, log_to_run
 
-        log_to_run(run_ref, {k: float(v) for k, v in metrics.items()})
+        # metrics.json is written already; a tracking failure only warns.
+        attempt(
+            f"metrics to run {run_ref['run_id']}",
+            lambda: log_to_run(run_ref, {k: float(v) for k, v in metrics.items()}),
+        )

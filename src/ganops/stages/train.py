@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import signal
@@ -81,14 +82,28 @@ def _stop_on_signals() -> Iterator[Callable[[], bool]]:
 def _tracking(
     params: Params, tags: dict[str, str], run_id: str | None
 ) -> Iterator[tuple[TrainLogger, dict[str, str]]]:
-    """MLflow logger and run reference, or a no-op logger when tracking is off."""
+    """MLflow logger and run reference, or a no-op logger when tracking is off (or, with
+    ``tracking.required: false``, when the server or store cannot be used at the start)."""
     if not params.tracking.enabled:
         yield NullLogger(), {}
         return
-    from ganops.tracking import MlflowLogger, training_run
+    from ganops.errors import TrackingError
+    from ganops.tracking import MlflowLogger, training_run, warn
 
-    with training_run(params, Path.cwd(), tags, run_id=run_id) as run_ref:
-        yield MlflowLogger(), run_ref
+    with contextlib.ExitStack() as stack:
+        try:
+            run_ref = stack.enter_context(training_run(params, Path.cwd(), tags, run_id=run_id))
+        except TrackingError as error:
+            if params.tracking.required:
+                raise
+            warn(f"warning: {error}; training without tracking (tracking.required is false)")
+            run_ref = None
+        if run_ref is None:
+            yield NullLogger(), {}
+            return
+        logger = MlflowLogger(run_ref["run_id"])
+        stack.callback(logger.close)  # before the run ends: send what is still queued
+        yield logger, run_ref
 
 
 def run(
@@ -207,13 +222,16 @@ def _write_outputs(
     device = next(gan.sampler.parameters()).device
     grid = sample_images(gan.sampler, *_fixed_inputs(params, device))
     save_png(grid_array(grid), out_dir / "samples.png")
-    if run_ref:
-        from ganops import tracking
+    if run_ref:  # each call only warns on failure: the outputs above are already safe
+        from ganops.tracking import attempt, log_artifact, log_generator, log_to_active
 
-        tracking.log_to_active({"train_seconds": seconds})
-        for name in ("losses.csv", "samples.png"):
-            tracking.log_artifact(out_dir / name)
-        tracking.log_generator(gan.sampler, params.model, params.tracking.registered_model)
+        attempt("train_seconds", lambda: log_to_active({"train_seconds": seconds}))
+        for path in (out_dir / "losses.csv", out_dir / "samples.png"):
+            attempt(path.name, functools.partial(log_artifact, path))
+        attempt(
+            "the generator model",
+            lambda: log_generator(gan.sampler, params.model, params.tracking.registered_model),
+        )
     write_json(
         {"run_id": run_ref.get("run_id"), "uri": run_ref.get("uri")}, out_dir / "mlflow_run.json"
     )
