@@ -16,7 +16,7 @@ import typer
 
 from ganops import __version__
 from ganops.config import Params, load_params
-from ganops.errors import GanopsError
+from ganops.errors import WRITE_ERRNOS, GanopsError, output_error
 
 app = typer.Typer(
     help="GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate.",
@@ -42,6 +42,13 @@ def user_errors(command: F) -> F:
         except GanopsError as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:
+            if error.errno not in WRITE_ERRNOS:
+                raise
+            # A write that did not go through atomic_path (e.g. inside a library).
+            where = error.filename or "an output"
+            print(f"error: {output_error(where, error)}", file=sys.stderr)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganops.errors import DataError
-from ganops.io import current_umask
+from ganops.errors import DataError, output_error
+from ganops.io import current_umask, replace_dir
 
 SPLITS = ("train", "test")
 
@@ -153,8 +153,11 @@ def download(
             f"data.source {source!r} is neither 'mirrors', a URL, nor an existing "
             f"directory (resolved to {Path(source).resolve()})"
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as error:
+        raise output_error(out_dir, error) from None
     staging.chmod(0o777 & ~current_umask())  # mkdtemp creates 0700
     try:
         for name, expected in spec.sha256.items():
@@ -166,9 +169,9 @@ def download(
                     f"{actual}, expected {expected}); the file is corrupt or not "
                     f"{dataset}"
                 )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        replace_dir(staging, out_dir)
+    except OSError as error:
+        raise output_error(error.filename or out_dir, error) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dict(spec.sha256)

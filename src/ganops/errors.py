@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -44,3 +47,29 @@ class UsageError(GanopsError):
 
 class TrackingError(GanopsError):
     """The MLflow tracking server or store cannot be used."""
+
+
+class OutputError(GanopsError):
+    """An output cannot be written: full disk, read-only or permission-denied directory."""
+
+
+_WRITE_HINTS = {
+    errno.ENOSPC: "free space on that file system (or write elsewhere) and run again",
+    errno.EDQUOT: "free space within your quota (or write elsewhere) and run again",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.EACCES: "make the directory writable for this user (or write elsewhere)",
+    errno.EPERM: "make the directory writable for this user (or write elsewhere)",
+}
+WRITE_ERRNOS = frozenset(_WRITE_HINTS)
+
+
+def output_error(path: Path | str, error: OSError) -> OutputError:
+    """A one-line ``OutputError`` for ``error`` raised while writing ``path``."""
+    reason = error.strerror or str(error)
+    number = error.errno or 0
+    code = f" ({errno.errorcode[number]})" if number in errno.errorcode else ""
+    hint = _WRITE_HINTS.get(number, "check the path and run again")
+    return OutputError(
+        f"cannot write {os.fspath(path)}: {reason}{code}; {hint}. Outputs written before "
+        "are unchanged"
+    )

