@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ganops.config import ModelConfig, Params, TrainConfig, params_from_dict
+from ganops.config import ARCHS, ModelConfig, Params, TrainConfig, params_from_dict
 from ganops.errors import CheckpointError, ConfigError
 from ganops.io import save_torch
 from ganops.models import build_models
@@ -115,7 +115,19 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
         generator.load_state_dict(blob["state_dict"])
     except RuntimeError as error:
         first = str(error).splitlines()[0]
+        found = _weights_arch(blob["state_dict"], model_cfg)
+        what = f"its weights are a {found!r} generator" if found else "its weights"
         raise CheckpointError(
-            f"{path}: weights do not fit model.arch={model_cfg.arch!r} ({first})"
+            f"{path}: {what} but its stored config says model.arch={model_cfg.arch!r} "
+            f"(the file is inconsistent; train again to rewrite it) ({first})"
         ) from None
     return generator.eval(), model_cfg
+
+
+def _weights_arch(state: dict[str, Any], model_cfg: ModelConfig) -> str | None:
+    """Which architecture's parameter names ``state`` has, if any (for error messages)."""
+    for arch in ARCHS:
+        candidate, _ = build_models(dataclasses.replace(model_cfg, arch=arch))
+        if arch != model_cfg.arch and set(candidate.state_dict()) == set(state):
+            return arch
+    return None

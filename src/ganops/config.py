@@ -54,9 +54,12 @@ class DataConfig:
     test_subset: int = _spec(0, "Keep only the first N test images when preparing (0 = all).", ge=0)
 
 
+ARCHS = ("mlp", "dcgan")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = _spec("mlp", "Generator/discriminator pair.", choices=("mlp", "dcgan"))
+    arch: str = _spec("mlp", "Generator/discriminator pair.", choices=ARCHS)
     latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)
     g_hidden: tuple[int, ...] = _spec(
         (256, 512, 1024), "MLP generator hidden widths, input to output."

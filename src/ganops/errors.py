@@ -73,3 +73,9 @@ def output_error(path: Path | str, error: OSError) -> OutputError:
         f"cannot write {os.fspath(path)}: {reason}{code}; {hint}. Outputs written before "
         "are unchanged"
     )
+
+
+class DeviceError(GanopsError):
+    """The configured device is not available on this machine (a setting to change)."""
+
+    exit_code = 2

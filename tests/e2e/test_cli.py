@@ -96,7 +96,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file
     assert ganops("download", cwd=tmp_path).returncode == 0
     assert ganops("prepare", cwd=tmp_path).returncode == 0
     result = ganops("train", cwd=tmp_path)
-    assert result.returncode == 1 and "no CUDA GPU is available" in result.stderr
+    assert result.returncode == 2 and "no CUDA GPU is available" in result.stderr
 
 
 def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(

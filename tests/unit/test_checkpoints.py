@@ -3,11 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from ganops.checkpoints import load_resumable, save_checkpoint
+from ganops.checkpoints import load_generator, load_resumable, save_checkpoint, save_generator
 from ganops.config import params_from_dict
 from ganops.errors import CheckpointError
 from ganops.loop import LoopState
+from ganops.models import build_models
 
 
 def _interrupted(path: Path, complete: bool = False) -> None:
@@ -39,3 +41,37 @@ def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
     _interrupted(tmp_path / "c.pt", complete=True)
     assert load_resumable(tmp_path / "c.pt", params_from_dict({}), "sha:60000") is None
     assert load_resumable(tmp_path / "missing.pt", params_from_dict({}), "sha:60000") is None
+
+
+def test_weights_of_another_architecture_are_named_with_the_stored_one(tmp_path: Path) -> None:
+    """A generator file whose weights are a DCGAN's but whose config says MLP."""
+    dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
+    path = tmp_path / "generator.pt"
+    save_generator(build_models(dcgan.model)[0], dcgan, path)
+    blob = torch.load(path, weights_only=True)
+    blob["model"]["arch"] = "mlp"
+    torch.save(blob, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_generator(path)
+    assert str(caught.value).startswith(
+        f"{path}: its weights are a 'dcgan' generator but its stored config says model.arch='mlp'"
+    )
+
+
+def test_a_generator_of_another_architecture_than_params_yaml_loads_as_saved(
+    tmp_path: Path,
+) -> None:
+    """sample/evaluate rebuild the network from the file, not from params.yaml."""
+    dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
+    path = tmp_path / "generator.pt"
+    save_generator(build_models(dcgan.model)[0], dcgan, path)
+    generator, model_cfg = load_generator(path)
+    assert model_cfg.arch == "dcgan"
+    assert generator(torch.randn(3, model_cfg.latent_dim)).shape == (3, 1, 28, 28)
+
+
+def test_a_training_checkpoint_is_not_taken_for_a_generator(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    _interrupted(path)
+    with pytest.raises(CheckpointError, match=r"format 'ganops-checkpoint/1', expected"):
+        load_generator(path)

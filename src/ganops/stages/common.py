@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ganops.errors import GanopsError
+from ganops.errors import DeviceError
 
 
 def resolve_device(name: str, key: str) -> torch.device:
@@ -12,5 +12,5 @@ def resolve_device(name: str, key: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise GanopsError(f"{key} is 'cuda' but no CUDA GPU is available; set {key}: auto or cpu")
+        raise DeviceError(f"{key} is 'cuda' but no CUDA GPU is available; set {key}: auto or cpu")
     return torch.device(name)

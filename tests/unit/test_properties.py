@@ -1,0 +1,130 @@
+"""Property-based tests (hypothesis): any params.yaml and any IDX bytes either work or give
+the one-line user error with exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from ganops.cli import app
+from ganops.config import SECTIONS, Params, load_params, params_from_dict
+from ganops.data import read_idx
+from ganops.errors import ConfigError, DataError
+
+KEYS = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in SECTIONS.items()}
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**9), 10**9),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["5e-5", "1e3", "auto", "cpu", "cuda", "mlp", "dcgan", "hinge", ".inf"]),
+    st.lists(st.integers(-3, 3000), max_size=4),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def raw_params(draw: st.DrawFn) -> Any:
+    """Mostly the defaults with a few keys (or sections) replaced by arbitrary values."""
+    if draw(st.integers(0, 9)) == 0:  # sometimes not even a mapping
+        return draw(values)
+    raw: dict[Any, Any] = {}
+    for _ in range(draw(st.integers(1, 4))):
+        section = draw(st.sampled_from([*KEYS, "bogus"]))
+        if draw(st.integers(0, 9)) == 0:
+            raw[section] = draw(values)
+            continue
+        key = draw(st.sampled_from([*KEYS.get(section, []), "bogus_key"]))
+        body = raw.setdefault(section, {})
+        if isinstance(body, dict):
+            body[key] = draw(values)
+    return raw
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw_params())
+def test_any_params_mapping_is_accepted_or_one_config_error(raw: Any) -> None:
+    try:
+        params = params_from_dict(raw)
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error).startswith("params: ")
+        return
+    assert isinstance(params, Params)
+    # What was accepted is usable: positive sizes, finite learning rates.
+    assert params.train.batch_size >= 1 and params.train.epochs >= 1
+    assert math.isfinite(params.train.lr_g) and params.train.lr_g > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_params_file_text_is_accepted_or_one_config_error(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_params(path)
+        except ConfigError as error:
+            assert "\n" not in str(error)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw_params())
+def test_the_cli_turns_any_params_into_exit_2_with_one_line(tmp_path: Path, raw: Any) -> None:
+    """Through `ganops train`: bad params, or (when they are valid) the missing prepared data."""
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        ["train", "--params", str(path), "--data", str(tmp_path / "none"), "--models",
+         str(tmp_path / "models"), "--out", str(tmp_path / "out")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+@st.composite
+def idx_bytes(draw: st.DrawFn) -> bytes:
+    """An IDX file, valid or damaged: random magic, dims and payload length."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=64))
+    magic = bytes([0, 0, draw(st.sampled_from([0x08, 0x08, 0x09, 0x0D])), 0])
+    dims = draw(st.lists(st.integers(0, 12), min_size=0, max_size=4))
+    magic = magic[:3] + bytes([draw(st.sampled_from([len(dims), len(dims), 5]))])
+    header = magic + b"".join(d.to_bytes(4, "big") for d in dims)
+    size = int(np.prod(dims)) if dims else 0
+    payload = draw(st.binary(min_size=max(0, size - 2), max_size=size + 2))
+    return header + payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(idx_bytes(), st.booleans())
+def test_any_idx_bytes_decode_consistently_or_one_data_error(data: bytes, compress: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x-idx3-ubyte.gz"
+        path.write_bytes(gzip.compress(data) if compress else data)
+        try:
+            array = read_idx(path)
+        except DataError as error:
+            assert str(error).startswith(f"{path}: ") and "\n" not in str(error)
+            return
+    # Accepted: the header's shape, every byte of the payload, nothing more.
+    ndim = data[3]
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    assert array.shape == dims and array.dtype == np.uint8
+    assert array.tobytes() == data[4 + 4 * ndim :]
