@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,16 @@ from tests.conftest import ROOT, tiny_params, write_params
 pytestmark = pytest.mark.slow
 
 
-def sh(*args: str, cwd: Path) -> str:
+def _env() -> dict[str, str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"  # so a seconds-long run gets samples
+    return env
+
+
+def sh(*args: str, cwd: Path) -> str:
     result = subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
+        args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900, check=False
     )
     assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
@@ -118,3 +123,36 @@ def test_registered_generator_loads_back_and_a_passing_gate_promotes_it(
     run = MlflowClient(tracking_uri=uri).get_run(run_id)
     assert run.data.tags["mlflow.note.content"].startswith("Changed from defaults: data.source=")
     assert any(key.startswith("system/") for key in run.data.metrics)
+
+
+def test_two_experiments_at_once_never_leave_outputs_that_disagree_with_dvc_lock(
+    project: Path,
+) -> None:
+    """Two `dvc exp run` in one workspace: DVC's lock refuses the second, naming the PID that
+    holds it. DVC (3.x) lets the refused run's clean-up remove the first one's experiment
+    info, so the first may fail too (README: use --temp or --queue to run in parallel).
+    Whatever DVC does, the outputs on disk must still match dvc.lock."""
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base", cwd=project)
+    processes = []
+    for batch in (16, 32):
+        processes.append(
+            subprocess.Popen(
+                ["dvc", "exp", "run", "-n", f"batch-{batch}", "-S", f"train.batch_size={batch}"],
+                cwd=project,
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        time.sleep(3)  # the first is past its start when the second comes
+    results = [(p.communicate(timeout=900)[0], p.returncode) for p in processes]
+    refused = [out for out, code in results if code != 0 and "is busy, it is being blocked" in out]
+    assert len(refused) == 1, results
+    assert "Traceback" not in refused[0] and "(PID " in refused[0]
+    for output, code in results:
+        assert code == 0 or "Failed to reproduce" in output or output in refused, output
+    assert "up to date" in sh("dvc", "status", cwd=project)  # outputs match dvc.lock
+    json.loads((project / "outputs/evaluate/metrics.json").read_text())  # whole, not torn
+    torch.load(project / "models/checkpoint.pt", weights_only=True)
