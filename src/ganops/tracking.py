@@ -157,21 +157,26 @@ class MlflowLogger:
 
         self.run_id = run_id
         self._client = mlflow.MlflowClient()
-        self._outbox = Outbox(self._send, warn=warn, **outbox_options)
+        # 100 points of 5 metrics per request: under MLflow's limit of 1000 per log_batch.
+        self._outbox = Outbox(self._send, max_batch=100, warn=warn, **outbox_options)
 
-    def _send(self, item: Item) -> None:
+    def _send(self, items: list[Item]) -> None:
         from mlflow.entities import Metric
 
-        kind, data, step, stamp = item.payload
-        if kind == "metrics":
-            metrics = [Metric(key, value, stamp, step) for key, value in data.items()]
-            self._client.log_batch(self.run_id, metrics=metrics)
-        else:  # key + step makes the UI show the grids as one image series over epochs
+        kind, data, step, stamp = items[0].payload
+        if kind == "image":  # key + step: the UI shows the grids as one series over epochs
             self._client.log_image(self.run_id, data, key="samples", step=step, timestamp=stamp)
+            return
+        metrics = [
+            Metric(key, value, stamp, step)
+            for _, data, step, stamp in (item.payload for item in items)
+            for key, value in data.items()
+        ]  # a retry resends the same timestamps: MLflow's SQL store drops the duplicates
+        self._client.log_batch(self.run_id, metrics=metrics)
 
     def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
         payload = ("metrics", {**stats, "epoch": float(epoch)}, step, _now_ms())
-        self._outbox.put(Item(f"metrics at step {step}", payload))
+        self._outbox.put(Item(f"metrics at step {step}", payload, batchable=True))
 
     def log_samples(self, images: torch.Tensor, epoch: int) -> None:
         payload = ("image", grid_array(images), epoch, _now_ms())

@@ -79,20 +79,20 @@ def project(tmp_path: Path, mnist_dir: Path) -> Path:
     return tmp_path
 
 
-def _prepared(project: Path) -> Path:
-    for stage in ("download", "prepare"):
+def _trained_on_small_fs(project: Path, small_fs: Callable[[Path, str], None]) -> Path:
+    """Mount an 8 MB tmpfs on models/, run the pipeline up to a trained model there."""
+    models = project / "models"
+    small_fs(models, "8m")
+    for stage in ("download", "prepare", "train"):
         done = run_ganops(stage, cwd=project)
         assert done.returncode == 0, done.stderr
-    return project
+    return models
 
 
 def test_full_disk_at_the_checkpoint_keeps_the_previous_models(
     project: Path, small_fs: Callable[[Path, str], None]
 ) -> None:
-    models = project / "models"
-    small_fs(models, "8m")
-    _prepared(project)
-    assert run_ganops("train", cwd=project).returncode == 0
+    models = _trained_on_small_fs(project, small_fs)
     before = _digests(models)
     _fill(models)
     line = _one_error_line(run_ganops("train", "--fresh", cwd=project))
@@ -110,10 +110,7 @@ def test_full_disk_at_the_checkpoint_keeps_the_previous_models(
 def test_read_only_output_directory_fails_before_training(
     project: Path, small_fs: Callable[[Path, str], None]
 ) -> None:
-    models = project / "models"
-    small_fs(models, "8m")
-    _prepared(project)
-    assert run_ganops("train", cwd=project).returncode == 0
+    models = _trained_on_small_fs(project, small_fs)
     before = _digests(models)
     subprocess.run(["mount", "-o", "remount,ro", str(models)], check=True)
     done = run_ganops("train", "--fresh", cwd=project)

@@ -23,17 +23,18 @@ class FlakyServer:
         if down:
             self.down.set()
         self.received: list[int] = []
-        self.attempts = 0
+        self.attempts = self.calls_received = 0
 
-    def send(self, item: Item) -> None:
+    def send(self, items: list[Item]) -> None:
         self.attempts += 1
         if self.down.is_set():
             raise ConnectionRefusedError("[Errno 111] Connection refused")
-        self.received.append(item.payload)
+        self.received += [item.payload for item in items]
+        self.calls_received += 1
 
 
-def _items(n: int) -> list[Item]:
-    return [Item(f"metrics at step {i}", i) for i in range(n)]
+def _items(n: int, batchable: bool = False) -> list[Item]:
+    return [Item(f"metrics at step {i}", i, batchable) for i in range(n)]
 
 
 def test_everything_arrives_in_order_after_the_server_comes_back() -> None:
@@ -57,9 +58,9 @@ def test_everything_arrives_in_order_after_the_server_comes_back() -> None:
 def test_put_never_waits_for_a_slow_server() -> None:
     release, received = threading.Event(), []
 
-    def blocked_send(item: Item) -> None:
+    def blocked_send(items: list[Item]) -> None:
         release.wait(10)
-        received.append(item.payload)
+        received.extend(item.payload for item in items)
 
     outbox = Outbox(blocked_send)
     for item in _items(100):
@@ -78,6 +79,20 @@ def test_close_returns_what_a_vanished_server_never_got_in_order() -> None:
         outbox.put(item)
     assert outbox.close(timeout=0.3) == items
     assert server.received == []
+
+
+def test_a_backlog_drains_in_batches_that_never_cross_an_unbatchable_item() -> None:
+    server = FlakyServer(down=True)
+    outbox = Outbox(server.send, max_batch=100, first_backoff=0.01, warn=lambda _: None)
+    items = [*_items(250, batchable=True), Item("sample grid", 250), *_items(3, batchable=True)]
+    for item in items:
+        outbox.put(item)
+    server.down.clear()
+    assert outbox.close(timeout=10) == []
+    assert server.received == [item.payload for item in items]
+    # 100 + 100 + 50 points, then the grid alone, then the last 3 points; one call more if
+    # the worker formed a partial batch just before the server came back.
+    assert server.calls_received in (5, 6)
 
 
 @pytest.fixture
