@@ -46,7 +46,6 @@ class Outbox:
         self._cv = threading.Condition()
         self._closing = self._abandoned = False
         self._down = False
-        self.sent = self.failed_attempts = 0
         self._thread = threading.Thread(target=self._work, name="ganops-outbox", daemon=True)
         self._thread.start()
 
@@ -66,7 +65,6 @@ class Outbox:
             try:
                 self._send(batch)
             except Exception as error:  # any failure of the transport: keep the items, retry
-                self.failed_attempts += 1
                 if not self._down:
                     self._warn(
                         f"warning: tracking: {batch[0].what} not sent ({_first_line(error)}); "
@@ -84,7 +82,6 @@ class Outbox:
             with self._cv:  # only this thread removes items: the batch is still the head
                 for _ in batch:
                     self._queue.popleft()
-                self.sent += len(batch)
             if self._down:
                 self._warn("tracking: reachable again; sending what was held back")
                 self._down = False

@@ -93,15 +93,13 @@ def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
 
 
-def attempt(what: str, call: Callable[[], Any]) -> bool:
+def attempt(what: str, call: Callable[[], Any]) -> None:
     """Run one tracking call; on failure warn (naming ``what``) instead of raising, so a
     tracking problem never costs outputs that are already on disk."""
     try:
         call()
     except Exception as error:  # whatever the store or the network raised
         warn(f"warning: tracking: could not log {what} ({type(error).__name__}: {error})")
-        return False
-    return True
 
 
 def _git_commit(root: Path) -> str | None:
