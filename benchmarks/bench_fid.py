@@ -1,10 +1,11 @@
-"""Wall time of the evaluate stage's FID: generation, Inception features, statistics.
+"""Wall time of the evaluate stage's Inception metrics: generation, features, FID/KID/PR.
 
-Runs the same code as ``ganops evaluate`` (``generated_batches`` and ``compute_fid``) on the
-real MNIST test images, with the real-image statistics cached and not: each "not cached"
-measurement starts from an empty cache file, each "cached" one reads the file the previous
-measurement wrote. The two alternate, and the medians are printed. Generation alone is timed
-too, so what the Inception network costs can be told apart from what the generator costs.
+Runs the same code as ``ganops evaluate`` (``generated_batches``, ``real_and_fake_features``
+and ``inception_metrics``) on the real MNIST test images, with the real-image features cached
+and not: each "not cached" measurement starts from an empty cache file, each "cached" one reads
+the file the previous measurement wrote. The two alternate, and the medians are printed.
+Generation alone is timed too, and so is the maths on extracted features ("metrics only"), so
+what the Inception network costs can be told apart from the rest.
 
 The generator is untrained unless ``--generator`` names a ``generator.pt``: the wall time does
 not depend on its weights. Needs torchmetrics and torch-fidelity, not MLflow or DVC:
@@ -31,8 +32,9 @@ from torch import nn
 from ganops.config import ModelConfig
 from ganops.data import load_split
 from ganops.errors import GanopsError
-from ganops.metrics.fid import compute_fid
+from ganops.metrics.features import real_and_fake_features
 from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
 from ganops.stages import common as stages_common
 from ganops.stages.evaluate import generated_batches
@@ -105,25 +107,37 @@ def main(argv: list[str] | None = None) -> int:
             generator, latent_dim, args.num_samples, args.batch_size, device, args.seed
         )
 
-    def fid(stats_cache: Path) -> float:
-        return compute_fid(
+    def features(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        return real_and_fake_features(
             fakes(),
             real,
             batch_size=args.batch_size,
             device=device,
             weights=weights,
-            stats_cache=stats_cache,
+            cache=cache,
             cache_key=f"bench:{args.num_samples}:{weights_fingerprint(weights)}",
         )
 
-    times: dict[str, list[float]] = {"generation": [], "not cached": [], "cached": []}
+    def metrics(cache: Path) -> dict[str, float]:
+        return inception_metrics(*features(cache), seed=args.seed)
+
+    times: dict[str, list[float]] = {
+        "generation": [],
+        "not cached": [],
+        "cached": [],
+        "metrics only": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "real_stats.pt"
+        cache = Path(tmp) / "real_features.pt"
         for round_index in range(args.repeats):
             times["generation"].append(seconds(lambda: [b.sum() for b in fakes()], device))
             cache.unlink(missing_ok=True)
-            times["not cached"].append(seconds(lambda: fid(cache), device))
-            times["cached"].append(seconds(lambda: fid(cache), device))
+            times["not cached"].append(seconds(lambda: metrics(cache), device))
+            times["cached"].append(seconds(lambda: metrics(cache), device))
+            extracted = features(cache)
+            times["metrics only"].append(
+                seconds(lambda: inception_metrics(*extracted, seed=args.seed), device)
+            )
             print(
                 f"  round {round_index + 1}: "
                 + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
@@ -140,15 +154,16 @@ def report(
     times: dict[str, list[float]],
 ) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"\nFID on {args.num_samples} generated vs {args.num_samples} real images, {name}")
-    print(f"{'measurement':<32} {'median s':>10}")
+    print(f"\nFID/KID/PR on {args.num_samples} generated vs {args.num_samples} real, {name}")
+    print(f"{'measurement':<40} {'median s':>10}")
     labels = {
         "generation": "generation only",
-        "not cached": "FID, real statistics not cached",
-        "cached": "FID, real statistics cached",
+        "not cached": "all metrics, real features not cached",
+        "cached": "all metrics, real features cached",
+        "metrics only": "FID + KID + PR from extracted features",
     }
     for key, label in labels.items():
-        print(f"{label:<32} {statistics.median(times[key]):>10.2f}")
+        print(f"{label:<40} {statistics.median(times[key]):>10.2f}")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\npeak host RSS: {peak_rss:,.0f} MiB")
     if device.type == "cuda":

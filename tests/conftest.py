@@ -32,7 +32,14 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
         "data": {"dataset": "mnist", "source": str(mnist), "train_subset": 512, "test_subset": 128},
         "model": {"g_hidden": [64, 128], "d_hidden": [128, 64]},
         "train": {"device": "cpu", "epochs": 1, "batch_size": 64, "log_every": 2, "grid_size": 16},
-        "evaluate": {"num_samples": 64, "batch_size": 32, "device": "cpu"},
+        "classifier": {"epochs": 3, "batch_size": 64, "device": "cpu"},
+        "evaluate": {
+            "num_samples": 64,
+            "batch_size": 32,
+            "device": "cpu",
+            "every_epochs": 1,  # dvc.yaml lists it for train: DVC wants it in the file
+            "epoch_samples": 64,
+        },
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     }
     for section, values in overrides.items():

@@ -72,7 +72,7 @@ def load_resumable(path: Path, params: Params, data_id: str) -> dict[str, Any] |
     """
     if not path.exists():
         return None
-    blob = _read(path, CHECKPOINT_FORMAT)
+    blob = read_model_file(path, CHECKPOINT_FORMAT)
     if blob.get("complete", True):
         return None
     changed = _differences(blob.get("shape", {}), training_shape(params, data_id))
@@ -85,16 +85,19 @@ def load_resumable(path: Path, params: Params, data_id: str) -> dict[str, Any] |
     return blob
 
 
-def _read(path: Path, expected_format: str) -> dict[str, Any]:
+def read_model_file(
+    path: Path,
+    expected_format: str,
+    missing_hint: str = "run `ganops train` (or `dvc repro`) first",
+) -> dict[str, Any]:
+    """The dict saved in a ganops model file of ``expected_format``, loaded safely on the CPU."""
     import torch
 
     try:
         # weights_only: a crafted file cannot execute code when loaded.
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CheckpointError(
-            f"{path}: not found; run `ganops train` (or `dvc repro`) first"
-        ) from None
+        raise CheckpointError(f"{path}: not found; {missing_hint}") from None
     except Exception as error:  # unpickling failures come in many types
         raise CheckpointError(f"{path}: not a loadable ganops model file ({error})") from None
     if not isinstance(blob, dict) or blob.get("format") != expected_format:
@@ -105,7 +108,7 @@ def _read(path: Path, expected_format: str) -> dict[str, Any]:
 
 def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
     """Rebuild the generator saved by ``save_generator``, in eval mode on the CPU."""
-    blob = _read(path, GENERATOR_FORMAT)
+    blob = read_model_file(path, GENERATOR_FORMAT)
     try:
         model_cfg = params_from_dict({"model": blob["model"]}).model
     except ConfigError as error:

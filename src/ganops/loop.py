@@ -68,6 +68,7 @@ class LoopState:
     iterations: int = 0
     g_updates: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    quality: list[dict[str, float]] = field(default_factory=list)  # per scored epoch
 
     def state_dict(self) -> dict[str, Any]:
         tensors = {k: getattr(self, k) for k in ("order", "rng_state", "sums")}
@@ -76,6 +77,7 @@ class LoopState:
             **{k: getattr(self, k) for k in ("step", "epoch", "batch", "iterations")},
             "g_updates": self.g_updates,
             "history": list(self.history),
+            "quality": list(self.quality),
         }
 
     @classmethod
@@ -127,6 +129,8 @@ class Hooks:
     on_step: Callable[[str], None] = lambda postfix: None  # progress bar
     on_checkpoint: Callable[[LoopState], None] = lambda state: None
     should_stop: Callable[[], bool] = lambda: False  # set by a signal handler
+    # Sample-quality metrics of the generator at the end of an epoch ({}: not this epoch).
+    evaluate_epoch: Callable[[nn.Module, int], dict[str, float]] = lambda generator, epoch: {}
 
 
 class Interrupted(GanopsError):
@@ -189,6 +193,11 @@ def fit(
                 raise Interrupted(f"interrupted at step {state.step}; checkpoint saved")
         grid = sample_images(gan.sampler, fixed_noise, fixed_labels)
         hooks.logger.log_samples(grid, epoch=state.epoch)
+        quality = hooks.evaluate_epoch(gan.sampler, state.epoch)
+        if quality:
+            state.quality.append({"step": state.step, "epoch": state.epoch, **quality})
+            named = {f"epoch/{name}": value for name, value in quality.items()}
+            hooks.logger.log_stats(named, step=state.step, epoch=state.epoch)
         state.epoch, state.batch, state.order = state.epoch + 1, 0, None
     state.rng_state = rng.get_state()
     return state

@@ -23,7 +23,8 @@ def test_version_and_help_name_inputs_and_outputs(tmp_path: Path) -> None:
         "download": ["data.source", "manifest.json"],
         "prepare": ["[-1, 1]", "train.pt"],
         "train": ["generator.pt", "losses.csv", "train.*"],
-        "evaluate": ["metrics.json", "evaluate.*"],
+        "classifier": ["classifier.pt", "classifier.*", "accuracy"],
+        "evaluate": ["metrics.json", "evaluate.*", "--classifier", "--floor"],
         "sample": ["--digit", "--interpolate", "conditional"],
     }.items():
         result = ganops(command, "--help", cwd=tmp_path)
@@ -48,7 +49,7 @@ def test_bad_params_stop_every_stage_with_one_line_and_exit_2(
     params[section][key] = value
     write_params(params_file, params)
     runner = CliRunner()
-    for command in ("download", "prepare", "train", "evaluate"):
+    for command in ("download", "prepare", "classifier", "train", "evaluate"):
         result = runner.invoke(app, [command, "--params", str(params_file)])
         assert result.exit_code == 2, (command, result.output)
         lines = result.stderr.strip().splitlines()
@@ -120,13 +121,16 @@ def test_gate_exit_codes_pass_fail_and_bad_input(tmp_path: Path, params_file: Pa
     write_params(params_file, {**raw, "gate": {"max_fid": 100.0}})
     metrics = tmp_path / "outputs" / "evaluate" / "metrics.json"
     metrics.parent.mkdir(parents=True)
-    metrics.write_text('{"fid_64": 80.0, "fid_num_samples": 64}', encoding="utf-8")
+    metrics.write_text('{"fid_64": 80.0, "num_samples": 64}', encoding="utf-8")
     passed = ganops("gate", cwd=tmp_path)
     assert passed.returncode == 0 and "| fid_64 | 80.000 | <= 100 | pass |" in passed.stdout
-    metrics.write_text('{"fid_64": 120.0, "fid_num_samples": 64}', encoding="utf-8")
+    metrics.write_text('{"fid_64": 120.0, "num_samples": 64}', encoding="utf-8")
     failed = ganops("gate", cwd=tmp_path)
     assert failed.returncode == 1 and "**FAIL**" in failed.stdout
     assert failed.stderr.strip() == "error: gate failed: fid_64 outside the limits above"
-    write_params(params_file, {**raw, "gate": {"max_kid": 0.01}})
+    write_params(params_file, {**raw, "gate": {"max_bogus": 0.01}})
     unknown = ganops("gate", cwd=tmp_path)
-    assert unknown.returncode == 2 and "unknown key for gate.max_kid" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown key for gate.max_bogus" in unknown.stderr
+    write_params(params_file, {**raw, "gate": {"min_classes_covered": 9}})
+    absent = ganops("gate", cwd=tmp_path)  # a limit on a metric the file does not have
+    assert absent.returncode == 2 and "has no classes_covered metric" in absent.stderr

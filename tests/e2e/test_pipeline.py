@@ -59,10 +59,37 @@ def test_outputs_of_every_stage(project: Path) -> None:
         and set(checkpoint) >= {"generator", "opt_d"}
     )
     metrics = json.loads((project / "outputs/evaluate/metrics.json").read_text())
-    assert metrics["fid_num_samples"] == 64
-    assert 0 < metrics["fid_64"] < 1000
+    assert metrics["num_samples"] == 64
+    assert 0 < metrics["fid_64"] < 1000 and metrics["fcd_64"] > 0
+    assert 0 <= metrics["precision_64"] <= 1 and 0 <= metrics["recall_64"] <= 1
+    assert metrics["kid_64"] > 0 and 0 <= metrics["classes_covered"] <= 10
+    assert metrics["class_kl"] >= 0 and 0.1 <= metrics["class_confidence"] <= 1
     losses = (project / "outputs/train/losses.csv").read_text().splitlines()
     assert losses[0] == "step,epoch,loss_d,loss_g,d_real,d_fake" and len(losses) == 1 + 4
+    quality = (project / "outputs/train/quality.csv").read_text().splitlines()
+    assert quality[0] == "step,epoch,fcd,class_kl,classes_covered,class_confidence"
+    assert len(quality) == 1 + 1 and quality[1].startswith("8,1,")  # one epoch, scored at its end
+    classes = (project / "outputs/evaluate/classes.csv").read_text().splitlines()
+    assert classes[0] == "class,generated,real" and len(classes) == 1 + 10
+    accuracy = json.loads((project / "outputs/classifier/metrics.json").read_text())
+    assert 0.5 < accuracy["test_accuracy"] <= 1  # 512 images, one epoch: well above chance
+
+
+def test_floor_scores_real_images_beside_the_model_without_touching_its_metrics(
+    project: Path,
+) -> None:
+    metrics_file = project / "outputs/evaluate/metrics.json"
+    before = metrics_file.read_bytes()
+    classifier = "outputs/classifier/classifier.pt"
+    out = sh("ganops", "evaluate", "--floor", "--classifier", classifier, cwd=project)
+    assert "real training vs 64 real test images" in out
+    floor = json.loads((project / "outputs/evaluate/floor.json").read_text())
+    model = json.loads(before)
+    assert metrics_file.read_bytes() == before  # the pipeline's metrics are not the floor's
+    assert set(floor) == set(model)
+    # Real digits against real digits: far better than a 1-epoch model on every lens.
+    assert floor["fid_64"] < model["fid_64"] and floor["fcd_64"] < model["fcd_64"]
+    assert floor["classes_covered"] >= model["classes_covered"] and floor["classes_covered"] >= 8
 
 
 def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) -> None:
@@ -78,9 +105,10 @@ def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) 
     assert "git_commit" in run.data.tags
     history = client.get_metric_history(run.info.run_id, "loss_d")
     assert [m.step for m in history] == [2, 4, 6, 8]
-    assert "d_fake" in run.data.metrics and "fid_64" in run.data.metrics
+    assert {"d_fake", "fid_64", "kid_64", "precision_64", "class_kl"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/fcd")] == [8]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"losses.csv", "samples.png", "images"} <= artifacts
+    assert {"losses.csv", "quality.csv", "samples.png", "images"} <= artifacts
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert any("samples" in path for path in images)
     assert (project / "mlartifacts").is_dir()  # artifacts pinned to the repo root
@@ -95,7 +123,8 @@ def test_second_repro_does_nothing_and_epochs_rerun_only_train_and_evaluate(
     write_params(project / "params.yaml", params)
     log = sh("dvc", "repro", cwd=project)
     assert "Running stage 'train'" in log and "Running stage 'evaluate'" in log
-    assert "Running stage 'download'" not in log and "Running stage 'prepare'" not in log
+    for stage in ("download", "prepare", "classifier"):
+        assert f"Running stage '{stage}'" not in log
     checkpoint = torch.load(project / "models/checkpoint.pt", weights_only=True)
     assert checkpoint["loop"]["step"] == 2 * (512 // 64)
 

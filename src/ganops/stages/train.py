@@ -23,21 +23,54 @@ import torch
 from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
 from ganops.config import Params
 from ganops.data import load_prepared
+from ganops.errors import DataError
 from ganops.images import grid_array, save_png
 from ganops.io import ensure_writable, write_json, write_text
 from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
 from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
+from ganops.quality import QUALITY_NAMES
 from ganops.stages.common import resolve_device
 from ganops.training import GAN, build_gan
 
 
-def _history_csv(history: list[dict[str, float]]) -> str:
+def _csv(rows: list[dict[str, float]], columns: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", *STAT_NAMES], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", *columns], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(history)
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def _epoch_evaluator(
+    params: Params, data_dir: Path, classifier: Path | None, train_labels: torch.Tensor
+) -> Callable[[torch.nn.Module, int], dict[str, float]] | None:
+    """The per-epoch quality hook, or None when evaluate.every_epochs is 0 or no classifier
+    was given; built before training so a bad classifier file fails at once."""
+    cfg = params.evaluate
+    if cfg.every_epochs == 0 or classifier is None:
+        return None
+    from ganops.classifier import load_classifier
+    from ganops.quality import EpochEvaluator
+
+    model, _ = load_classifier(classifier)
+    real, real_labels = load_prepared(data_dir / "test.pt")
+    if cfg.epoch_samples > len(real):
+        raise DataError(
+            f"evaluate.epoch_samples is {cfg.epoch_samples} but the prepared test set has "
+            f"{len(real)} images; lower it (or raise data.test_subset)"
+        )
+    return EpochEvaluator(
+        model,
+        real_images=real[: cfg.epoch_samples],
+        real_labels=real_labels[: cfg.epoch_samples],
+        train_labels=train_labels,
+        every=cfg.every_epochs,
+        latent_dim=params.model.latent_dim,
+        conditional=params.model.conditional,
+        seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
+        device=resolve_device(params.train.device, "train.device"),
+    )
 
 
 def _gan_state(gan: GAN) -> dict[str, Any]:
@@ -107,9 +140,17 @@ def _tracking(
 
 
 def run(
-    params: Params, data_dir: Path, models_dir: Path, out_dir: Path, fresh: bool = False
+    params: Params,
+    data_dir: Path,
+    models_dir: Path,
+    out_dir: Path,
+    fresh: bool = False,
+    classifier: Path | None = None,
 ) -> LoopState:
-    """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``."""
+    """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``.
+
+    With a ``classifier`` (``ganops classifier``), score samples every evaluate.every_epochs.
+    """
     device = resolve_device(params.train.device, "train.device")
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
     if device.type == "cuda":
@@ -119,6 +160,7 @@ def run(
     images, all_labels = load_prepared(data_dir / "train.pt")
     images = images.to(device)  # the whole set lives on the device: no DataLoader
     labels = all_labels.to(device) if params.model.conditional else None
+    evaluate_epoch = _epoch_evaluator(params, data_dir, classifier, all_labels)
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     data_id = f"{meta['dataset_sha256']}:{len(images)}"
     checkpoint_path = models_dir / "checkpoint.pt"
@@ -154,6 +196,8 @@ def run(
             )
 
         hooks = Hooks(logger=logger, on_checkpoint=checkpoint)
+        if evaluate_epoch is not None:
+            hooks.evaluate_epoch = evaluate_epoch
         state = _fit(params, gan, images, labels, hooks, state)
         checkpoint(state, complete=True)
         _write_outputs(gan, params, state, models_dir, out_dir, ref, time.monotonic() - started)
@@ -219,7 +263,8 @@ def _write_outputs(
     seconds: float,
 ) -> None:
     save_generator(gan.sampler, params, models_dir / "generator.pt")
-    write_text(_history_csv(state.history), out_dir / "losses.csv")
+    write_text(_csv(state.history, STAT_NAMES), out_dir / "losses.csv")
+    write_text(_csv(state.quality, QUALITY_NAMES), out_dir / "quality.csv")
     device = next(gan.sampler.parameters()).device
     grid = sample_images(gan.sampler, *_fixed_inputs(params, device))
     save_png(grid_array(grid), out_dir / "samples.png")
@@ -227,7 +272,7 @@ def _write_outputs(
         from ganops.tracking import attempt, log_artifact, log_generator, log_to_active
 
         attempt("train_seconds", lambda: log_to_active({"train_seconds": seconds}))
-        for path in (out_dir / "losses.csv", out_dir / "samples.png"):
+        for path in (out_dir / "losses.csv", out_dir / "quality.csv", out_dir / "samples.png"):
             attempt(path.name, functools.partial(log_artifact, path))
         attempt(
             "the generator model",

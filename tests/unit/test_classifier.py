@@ -1,0 +1,103 @@
+"""The class-metrics classifier, and the per-epoch quality hook built on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from ganops.checkpoints import save_generator
+from ganops.classifier import (
+    Classifier,
+    accuracy,
+    classify,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from ganops.config import params_from_dict
+from ganops.data import load_split
+from ganops.errors import CheckpointError
+from ganops.models import build_models
+from ganops.quality import QUALITY_NAMES, EpochEvaluator
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """1024 training and 256 test images of real MNIST with their labels."""
+    train_images, train_labels = load_split(mnist_dir, "mnist", "train", 1024)
+    test_images, test_labels = load_split(mnist_dir, "mnist", "test", 256)
+    return train_images, train_labels, test_images, test_labels
+
+
+@pytest.fixture(scope="module")
+def trained(digits: tuple[Tensor, ...]) -> Classifier:
+    torch.manual_seed(0)
+    images, labels = digits[0], digits[1]
+    return train_classifier(Classifier(), images, labels, epochs=3, batch_size=64, lr=1e-3, seed=0)
+
+
+def test_a_few_epochs_on_1024_digits_classify_held_out_digits(
+    trained: Classifier, digits: tuple[Tensor, ...]
+) -> None:
+    untrained = accuracy(Classifier(), digits[2], digits[3])
+    learned = accuracy(trained, digits[2], digits[3])
+    assert learned > 0.85 and learned > untrained + 0.5  # chance is 0.1
+
+
+def test_classify_gives_probabilities_and_128_d_features(
+    trained: Classifier, digits: tuple[Tensor, ...]
+) -> None:
+    outputs = classify(trained, digits[2][:100].split(30), CPU)
+    assert outputs.probabilities.shape == (100, 10) and outputs.features.shape == (100, 128)
+    torch.testing.assert_close(outputs.probabilities.sum(1), torch.ones(100))
+    assert not trained.training  # classify leaves the mode as it found it (eval after training)
+
+
+def test_saved_classifier_loads_back_identical(
+    trained: Classifier, digits: tuple[Tensor, ...], tmp_path: Path
+) -> None:
+    path = tmp_path / "classifier.pt"
+    save_classifier(trained, path, dataset_sha256="abc", accuracy=0.9)
+    loaded, meta = load_classifier(path)
+    assert meta["test_accuracy"] == 0.9 and meta["dataset_sha256"] == "abc"
+    before, after = (classify(m, [digits[2][:20]], CPU).features for m in (trained, loaded))
+    torch.testing.assert_close(after, before)
+
+
+def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
+    params = params_from_dict({"model": {"latent_dim": 4, "g_hidden": [8]}})
+    save_generator(build_models(params.model)[0], params, tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match=r"format 'ganops-generator/1', expected 'ganops-c"):
+        load_classifier(tmp_path / "g.pt")
+    with pytest.raises(CheckpointError, match="run `ganops classifier`"):
+        load_classifier(tmp_path / "missing.pt")
+
+
+def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng(
+    trained: Classifier, digits: tuple[Tensor, ...]
+) -> None:
+    params = params_from_dict({"model": {"latent_dim": 8, "g_hidden": [32]}})
+    generator = build_models(params.model)[0]
+    evaluator = EpochEvaluator(
+        trained,
+        real_images=digits[2][:64],
+        real_labels=digits[3][:64],
+        train_labels=digits[1],
+        every=2,
+        latent_dim=8,
+        conditional=False,
+        seed=5,
+        device=CPU,
+    )
+    assert evaluator(generator, 1) == {} and evaluator(generator, 3) == {}
+    rng = torch.get_rng_state()
+    scored = evaluator(generator, 2)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert tuple(scored) == QUALITY_NAMES and scored["fcd"] > 0
+    assert 0 <= scored["classes_covered"] <= 10 and scored["class_kl"] >= 0
+    assert evaluator(generator, 4) == scored  # the same noise every time: epochs compare
