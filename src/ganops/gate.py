@@ -114,22 +114,26 @@ def find_metric(metrics: dict[str, float], family: str, source: str) -> str | No
     return names[0] if names else None
 
 
+def _check(rule: Rule, name: str, value: float, limit: float, shown: str) -> Check:
+    """``value`` against ``limit`` in the rule's direction; ``shown`` is the limit's text."""
+    if rule.lower_is_better:
+        return Check(name, value, f"<= {shown}", _bad(value, rule) <= limit)
+    return Check(name, value, f">= {shown}", _bad(value, rule) >= limit)
+
+
 def _absolute(rule: Rule, cfg: GateConfig, name: str, value: float) -> Check:
     limit = float(getattr(cfg, rule.limit_key))
-    if rule.lower_is_better:
-        return Check(name, value, f"<= {limit:g}", _bad(value, rule) <= limit)
-    return Check(name, value, f">= {limit:g}", _bad(value, rule) >= limit)
+    return _check(rule, name, value, limit, f"{limit:g}")
 
 
 def _relative(rule: Rule, cfg: GateConfig, name: str, value: float, base: float, rev: str) -> Check:
     tolerance = float(getattr(cfg, rule.tolerance_key))
     slack = abs(base) * tolerance if rule.relative else tolerance
     shown = f"{tolerance:.0%}" if rule.relative else f"{tolerance:g}"
-    if rule.lower_is_better:
-        limit, text = base + slack, f"<= {base + slack:.4g} (baseline {rev}: {base:.4g} +{shown})"
-        return Check(name, value, text, _bad(value, rule) <= limit)
-    limit, text = base - slack, f">= {base - slack:.4g} (baseline {rev}: {base:.4g} -{shown})"
-    return Check(name, value, text, _bad(value, rule) >= limit)
+    limit, sign = (base + slack, "+") if rule.lower_is_better else (base - slack, "-")
+    return _check(
+        rule, name, value, limit, f"{limit:.4g} (baseline {rev}: {base:.4g} {sign}{shown})"
+    )
 
 
 def checks(

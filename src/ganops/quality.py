@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ganops.classifier import Classifier, Outputs, classify
 from ganops.loop import sample_images
 from ganops.metrics.classes import real_class_share
+from ganops.metrics.names import family_of
 
 QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
 _CHUNK = 500  # images per forward pass
@@ -50,5 +51,5 @@ class EpochEvaluator:
 
         fake = classify(self.classifier, images.split(_CHUNK), self.device)
         metrics, _ = classifier_metrics(fake, self.real, self.share)
-        fcd = next(value for name, value in metrics.items() if name.startswith("fcd_"))
-        return {"fcd": fcd, **{k: metrics[k] for k in QUALITY_NAMES[1:]}}
+        by_family = {family_of(name): value for name, value in metrics.items()}  # fcd_1k -> fcd
+        return {name: by_family[name] for name in QUALITY_NAMES}

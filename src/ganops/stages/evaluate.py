@@ -66,7 +66,7 @@ def run(
     real, real_labels = _real_test_images(data_dir, cfg.num_samples)
     train_images, train_labels = load_prepared(data_dir / "train.pt")
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
-    classifier = _load_classifier(classifier_path, device) if classifier_path else None
+    classifier = load_classifier(classifier_path)[0].to(device) if classifier_path else None
     if generator is None:
         fakes = _floor_images(train_images, cfg.num_samples)
     else:
@@ -95,10 +95,6 @@ def _floor_images(train_images: Tensor, num_samples: int) -> Tensor:
             f"prepared training set has {len(train_images)}; lower evaluate.num_samples"
         )
     return train_images[:num_samples]
-
-
-def _load_classifier(path: Path, device: torch.device) -> Classifier:
-    return load_classifier(path)[0].to(device)
 
 
 def _class_metrics(
@@ -179,7 +175,7 @@ def _inception_metrics(
 
 
 def _classes_csv(counts: list[int], real_share: Tensor) -> str:
-    """One row per class: its share of the generated and of the real images (a DVC bar plot)."""
+    """One row per class: its share of the generated and of the real images (a DVC plot)."""
     total = sum(counts) or 1
     rows = ["class,generated,real"]
     shares = zip(counts, real_share.tolist(), strict=True)
