@@ -157,6 +157,11 @@ def train(
 
     Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM; running again with
     the same config resumes an interrupted run.
+
+    Several processes (GPUs, or CPU processes): torchrun --nproc-per-node N -m ganops train.
+    Both networks train with DistributedDataParallel (NCCL on GPUs, gloo on CPUs);
+    train.batch_size is the global batch, each process taking batch_size / N of it; only
+    rank 0 logs to MLflow and writes files.
     """
     from ganops.stages import train as stage
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ganops.config import TrainConfig
+from ganops.distributed import Replicas
 from ganops.errors import GanopsError
 from ganops.training import GAN, train_iteration
 
@@ -96,10 +97,11 @@ def sample_images(generator: nn.Module, z: Tensor, labels: Tensor | None = None)
         generator.train(was_training)
 
 
-def _read_interval(state: LoopState) -> dict[str, float]:
-    """The one host synchronisation per log interval; stops training on non-finite losses."""
+def _read_interval(state: LoopState, replicas: Replicas) -> dict[str, float]:
+    """The one host synchronisation per log interval (averaged over the processes under
+    torchrun); stops training on non-finite losses."""
     assert state.sums is not None
-    loss_d, loss_g, d_real, d_fake = state.sums.tolist()
+    loss_d, loss_g, d_real, d_fake = replicas.mean(state.sums).tolist()
     n = state.iterations
     stats = {
         "loss_d": loss_d / n,
@@ -148,12 +150,16 @@ def fit(
     fixed_labels: Tensor | None = None,
     hooks: Hooks | None = None,
     state: LoopState | None = None,
+    replicas: Replicas | None = None,
 ) -> LoopState:
     """Train ``gan`` on ``images`` (N, 1, 28, 28), already on the device, from ``state``.
 
     ``labels`` (N,) and ``fixed_labels`` (for the sample grid) only for conditional models.
+    Under torchrun (``replicas``), every process draws the same permutation and noise and
+    trains on its own slice of each global batch of ``cfg.batch_size``.
     """
-    hooks, state = hooks or Hooks(), state or LoopState()
+    hooks, state, replicas = hooks or Hooks(), state or LoopState(), replicas or Replicas()
+    shard = replicas.shard(cfg.batch_size)
     device, per_epoch = images.device, batches_per_epoch(len(images), cfg.batch_size)
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
     if state.rng_state is not None:
@@ -166,24 +172,24 @@ def fit(
         state.order = state.order.to(device)
         while state.batch < per_epoch:
             start = state.batch * cfg.batch_size
-            index = state.order[start : start + cfg.batch_size]
+            index = state.order[start : start + cfg.batch_size][shard]
             real, y = images[index], None if labels is None else labels[index]
-            z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)
+            z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0
             state.sums += train_iteration(gan, real, z, cfg, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1
             state.iterations += 1
             state.g_updates += update_generator
             if state.step % cfg.log_every == 0 or state.step == per_epoch * cfg.epochs:
-                stats = _read_interval(state)
+                stats = _read_interval(state, replicas)
                 state.history.append({"step": state.step, "epoch": state.epoch, **stats})
                 hooks.logger.log_stats(stats, step=state.step, epoch=state.epoch)
                 postfix = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
             hooks.on_step(postfix)
-            stop = hooks.should_stop()
+            stop = replicas.any(hooks.should_stop(), device)
             if stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
                 # Never save a diverged state, whatever log_every is (one sync per checkpoint).
-                finite = torch.isfinite(state.sums).tolist()
+                finite = torch.isfinite(replicas.mean(state.sums)).tolist()
                 _stop_if_diverged(
                     [n for n, ok in zip(STAT_NAMES, finite, strict=True) if not ok], state
                 )

@@ -24,6 +24,14 @@ class GAN:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     ema: AveragedModel | None = None
+    # DistributedDataParallel wrappers of (generator, discriminator) under torchrun: the
+    # training step calls these, so gradients are averaged across processes.
+    wrapped: tuple[nn.Module, nn.Module] | None = None
+
+    @property
+    def train_modules(self) -> tuple[nn.Module, nn.Module]:
+        """The (G, D) the training step calls: the DDP wrappers, else the networks."""
+        return self.wrapped or (self.generator, self.discriminator)
 
     @property
     def sampler(self) -> nn.Module:
@@ -73,12 +81,13 @@ def discriminator_step(
     ``labels`` (conditional models only) are the classes of both the real and fake batch.
     """
     fake = fake.detach()  # D's update must not reach into G's graph
-    real_logits, fake_logits = gan.discriminator(real, labels), gan.discriminator(fake, labels)
+    discriminator = gan.train_modules[1]
+    real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
     loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
     if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
         def critic(images: Tensor) -> Tensor:
-            return gan.discriminator(images, labels)  # type: ignore[no-any-return]
+            return discriminator(images, labels)  # type: ignore[no-any-return]
 
         loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
     gan.opt_d.zero_grad(set_to_none=True)
@@ -102,7 +111,10 @@ def discriminator_step(
 def generator_step(
     gan: GAN, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
 ) -> Tensor:
-    """One G update through the (just updated) D on ``fake``; returns the detached loss."""
+    """One G update through the (just updated) D on ``fake``; returns the detached loss.
+
+    D is called unwrapped even under DDP: it is frozen here, so it has no gradients to share.
+    """
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
     try:
         loss = generator_loss(cfg.loss, gan.discriminator(fake, labels))
@@ -134,7 +146,7 @@ def train_iteration(
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """
     with torch.set_grad_enabled(update_generator):
-        fake = gan.generator(z, labels)
+        fake = gan.train_modules[0](z, labels)
     d_stats = discriminator_step(gan, real, fake, cfg, labels)
     loss_g = (
         generator_step(gan, fake, cfg, labels) if update_generator else torch.zeros_like(d_stats[0])

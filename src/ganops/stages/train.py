@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import functools
 import io
 import json
@@ -20,9 +21,11 @@ from typing import Any
 
 import torch
 
+from ganops import distributed
 from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
 from ganops.config import Params
 from ganops.data import load_prepared
+from ganops.distributed import Replicas
 from ganops.errors import DataError
 from ganops.images import grid_array, save_png
 from ganops.io import ensure_writable, write_json, write_text
@@ -150,9 +153,27 @@ def run(
     """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``.
 
     With a ``classifier`` (``ganops classifier``), score samples every evaluate.every_epochs.
+    Under ``torchrun --nproc-per-node N`` it trains with DDP (see ``ganops.distributed``).
     """
-    device = resolve_device(params.train.device, "train.device")
+    replicas = distributed.from_env()
+    distributed.check_batch_size(params.train.batch_size, replicas)
+    device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
+    with distributed.process_group(replicas, device):
+        return _run(params, data_dir, models_dir, out_dir, fresh, classifier, replicas, device)
+
+
+def _run(
+    params: Params,
+    data_dir: Path,
+    models_dir: Path,
+    out_dir: Path,
+    fresh: bool,
+    classifier: Path | None,
+    replicas: Replicas,
+    device: torch.device,
+) -> LoopState:
+    main = replicas.is_main  # only rank 0 tracks, reports and writes files
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -160,27 +181,39 @@ def run(
     images, all_labels = load_prepared(data_dir / "train.pt")
     images = images.to(device)  # the whole set lives on the device: no DataLoader
     labels = all_labels.to(device) if params.model.conditional else None
-    evaluate_epoch = _epoch_evaluator(params, data_dir, classifier, all_labels)
+    evaluate_epoch = _epoch_evaluator(params, data_dir, classifier, all_labels) if main else None
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     data_id = f"{meta['dataset_sha256']}:{len(images)}"
     checkpoint_path = models_dir / "checkpoint.pt"
-    for stale in models_dir.glob(".*.tmp"):  # a write cut short by kill -9 of an earlier run
+    for stale in models_dir.glob(".*.tmp") if main else ():  # cut short by kill -9 earlier
         stale.unlink()
     resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
     torch.manual_seed(params.train.seed)  # weight init
     gan = build_gan(*build_models(params.model), params.train, device)
     state = _restore(gan, resume) if resume else None
-    if state is not None:
+    if replicas.distributed:
+        gan.wrapped = (
+            distributed.wrap(gan.generator, device),
+            distributed.wrap(gan.discriminator, device),
+        )
+        if replicas.rank:  # other dropout masks than rank 0's (weights were drawn alike)
+            torch.manual_seed(hash((params.train.seed, replicas.rank, state.step if state else 0)))
+    if state is not None and main:
         print(f"resuming the interrupted run from step {state.step} ({checkpoint_path})")
     tags = {
         "dataset": meta["dataset"],
         "dataset_sha256": meta["dataset_sha256"],
         "device": str(device),
+        "processes": str(replicas.world_size),  # > 1: torchrun, DDP
     }
     started = time.monotonic()
-    with _tracking(params, tags, resume.get("run_id") if resume else None) as (logger, ref):
+    off = dataclasses.replace(params, tracking=dataclasses.replace(params.tracking, enabled=False))
+    tracked = params if main else off
+    with _tracking(tracked, tags, resume.get("run_id") if resume else None) as (logger, ref):
 
         def checkpoint(loop: LoopState, complete: bool = False) -> None:
+            if not main:
+                return
             save_checkpoint(
                 {
                     **_gan_state(gan),
@@ -198,9 +231,16 @@ def run(
         hooks = Hooks(logger=logger, on_checkpoint=checkpoint)
         if evaluate_epoch is not None:
             hooks.evaluate_epoch = evaluate_epoch
-        state = _fit(params, gan, images, labels, hooks, state)
+        state = _fit(params, gan, images, labels, hooks, state, replicas)
+        distributed.check_in_step(
+            {"generator": gan.generator, "discriminator": gan.discriminator}, replicas
+        )
+        if not main:
+            return state
         checkpoint(state, complete=True)
         _write_outputs(gan, params, state, models_dir, out_dir, ref, time.monotonic() - started)
+    if replicas.distributed:
+        print(f"{replicas.world_size} processes (DDP) ended with identical weights")
     print(
         f"trained to step {state.step} in {time.monotonic() - started:.1f} s on {device}; "
         f"models in {models_dir}"
@@ -225,20 +265,18 @@ def _fit(
     labels: torch.Tensor | None,
     hooks: Hooks,
     state: LoopState | None,
+    replicas: Replicas,
 ) -> LoopState:
     total = len(images) // params.train.batch_size * params.train.epochs
     device = images.device
-    with (
-        Progress(
-            total=total,
-            desc=f"train ({device.type})",
-            unit="step",
-            initial=state.step if state else 0,
-        ) as bar,
-        _stop_on_signals() as stop,
-    ):
-        hooks.on_step = lambda postfix: bar.update(1, postfix)
-        hooks.should_stop = stop
+    with contextlib.ExitStack() as stack:
+        if replicas.is_main:
+            where = device.type + (f" x{replicas.world_size}" if replicas.distributed else "")
+            bar = stack.enter_context(
+                Progress(total, f"train ({where})", unit="step", initial=state.step if state else 0)
+            )
+            hooks.on_step = lambda postfix: bar.update(1, postfix)
+        hooks.should_stop = stack.enter_context(_stop_on_signals())
         fixed_noise, fixed_labels = _fixed_inputs(params, device)
         return fit(
             gan,
@@ -250,6 +288,7 @@ def _fit(
             fixed_labels=fixed_labels,
             hooks=hooks,
             state=state,
+            replicas=replicas,
         )
 
 
