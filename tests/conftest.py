@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -75,17 +76,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``mlflow server`` on 127.0.0.1 (SQLite store, served artifacts); yields its URL."""
-    home = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def running_mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 with served artifacts under ``home``; yields
+    its URL once /health answers, and stops it afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (home / "server.log").open("w")
     process = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+            "--workers", "1", "--backend-store-uri", backend_store_uri,
             "--artifacts-destination", str(home / "artifacts"),
         ],
         stdout=log,
@@ -101,7 +102,17 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.kill()
                 pytest.fail(f"mlflow server did not start: {(home / 'server.log').read_text()}")
             time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(30)
-    log.close()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite store, served artifacts); yields its URL."""
+    home = tmp_path_factory.mktemp("mlflow-server")
+    with running_mlflow_server(home, f"sqlite:///{home / 'mlflow.db'}") as url:
+        yield url
