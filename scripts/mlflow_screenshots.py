@@ -4,7 +4,7 @@ Makes the README's pictures, so they can be refreshed after a change:
 
     mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$PWD/mlflow.db &
     python scripts/mlflow_screenshots.py --server http://127.0.0.1:5000 \\
-        --run RUN_ID --compare OTHER_RUN_ID --out docs/images
+        --run RUN_ID --compare OTHER_RUN_ID --model ganops-generator --out docs
 
 Needs Chromium and its driver (Debian: apt-get install chromium chromium-driver) and the
 selenium client (in the test extras). tests/e2e/test_browser.py drives the UI with the same
@@ -107,6 +107,35 @@ def open_page(driver: Any, url: str, expect: str) -> None:
     time.sleep(1.5)  # let charts finish drawing before a screenshot
 
 
+def search_charts(driver: Any, pattern: str) -> None:
+    """Type ``pattern`` into the model-metrics page's chart search box (regex allowed)."""
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.CSS_SELECTOR, "input[placeholder='Search metric charts']")
+    box.send_keys(pattern)
+    time.sleep(2.5)
+
+
+def show_diff_only(driver: Any) -> None:
+    """Switch the comparison's parameter and metric tables to the rows that differ."""
+    from selenium.webdriver.common.by import By
+
+    for switch in driver.find_elements(By.CSS_SELECTOR, "[role='switch']"):
+        if switch.get_attribute("aria-checked") != "true":
+            driver.execute_script("arguments[0].click()", switch)
+    time.sleep(1)
+
+
+def scroll_to(driver: Any, text: str) -> None:
+    """Scroll the last element whose own text is ``text`` to the top of the window."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']")
+    if found:
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", found[-1])
+        time.sleep(1)
+
+
 def shown_images(driver: Any) -> list[tuple[int, int]]:
     """Natural (width, height) of every loaded, visible image bigger than an icon."""
     from selenium.webdriver.common.by import By
@@ -120,22 +149,31 @@ def shown_images(driver: Any) -> list[tuple[int, int]]:
     return sizes
 
 
-def screenshots(server: str, run_id: str, compare: str | None, out: Path) -> list[Path]:
+def screenshots(
+    server: str, run_id: str, compare: str | None, out: Path, model: str | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     name = api(server, "runs/get", run_id=run_id)["run"]["info"]["run_name"]
     pages = [
         ("mlflow-run.png", run_url(server, run_id), "fid_"),
-        ("mlflow-metrics.png", run_url(server, run_id, "model-metrics"), "d_real"),
+        ("mlflow-metrics.png", run_url(server, run_id, "model-metrics"), "Add chart"),
         ("mlflow-samples.png", run_url(server, run_id, "artifacts/samples.png"), "Path:"),
     ]
     if compare:
         pages.append(("mlflow-compare.png", compare_url(server, [run_id, compare]), name))
+    if model:  # the Model Registry page: versions with their candidate/champion aliases
+        pages.append(("mlflow-model.png", f"{server}/#/models/{model}", "champion"))
     written = []
     with chromium() as driver:
         for file, url, expect in pages:
             open_page(driver, url, expect)
             if file == "mlflow-samples.png":
                 wait_for("the sample grid", lambda: shown_images(driver))
+            if file == "mlflow-metrics.png":  # the D(x), D(G(z)) and loss curves only
+                search_charts(driver, "^(d_|loss_)")
+            if file == "mlflow-compare.png":  # what differs between the two runs
+                show_diff_only(driver)
+                scroll_to(driver, "Parameters")
             driver.save_screenshot(str(out / file))
             written.append(out / file)
     return written
@@ -146,9 +184,11 @@ def main() -> None:
     parser.add_argument("--server", required=True, help="MLflow server URL")
     parser.add_argument("--run", required=True, help="the run to show")
     parser.add_argument("--compare", help="a second run for the comparison page")
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--model", help="a registered model name for the registry page")
+    parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
-    for path in screenshots(args.server.rstrip("/"), args.run, args.compare, args.out):
+    server = args.server.rstrip("/")
+    for path in screenshots(server, args.run, args.compare, args.out, args.model):
         print(path)
 
 
