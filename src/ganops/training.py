@@ -44,10 +44,10 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
-    # The fused CUDA kernel updates all tensors in one launch instead of one per tensor.
-    return torch.optim.Adam(
-        params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda"
-    )
+    # The fused kernel updates all tensors in one pass instead of one op per tensor: on CUDA
+    # one launch; on the CPU (torch >= 2.4) 6-8% faster steps (benchmarks/RESULTS.md).
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 def build_gan(
