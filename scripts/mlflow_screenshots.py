@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -29,10 +30,17 @@ DRIVER = "chromedriver"
 
 
 def browser_paths() -> tuple[str, str] | None:
-    """(browser, driver) executables on PATH, or None when either is missing."""
+    """(browser, driver) executables on PATH that run, or None when either is missing (an
+    Ubuntu `chromium` that only points at a snap does not answer --version)."""
     browser = next((path for name in CHROMIUM if (path := shutil.which(name))), None)
     driver = shutil.which(DRIVER)
-    return (browser, driver) if browser and driver else None
+    if not (browser and driver):
+        return None
+    try:
+        subprocess.run([browser, "--version"], capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return browser, driver
 
 
 @contextmanager

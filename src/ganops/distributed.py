@@ -44,6 +44,7 @@ class Replicas:
 
     def shard(self, batch_size: int) -> slice:
         """This rank's part of a global batch; the parts are disjoint and cover it."""
+        check_batch_size(batch_size, self)
         per_rank = batch_size // self.world_size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
@@ -57,7 +58,8 @@ class Replicas:
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every process when ``flag`` is true on at least one (e.g. a signal that
-        reached only some of them), so all stop at the same step."""
+        reached only some of them), so all stop at the same step. A host synchronisation:
+        the loop asks once per log interval, not every step."""
         if not self.distributed:
             return flag
         value = torch.tensor([int(flag)], device=device)
@@ -128,7 +130,22 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids)
 
 
-def check_in_step(modules: dict[str, nn.Module], replicas: Replicas) -> None:
+def check_same_start(step: int, replicas: Replicas, device: torch.device) -> None:
+    """Every process must resume from the same step (each reads the checkpoint itself)."""
+    if not replicas.distributed:
+        return
+    steps = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(replicas.world_size)]
+    torch.distributed.all_gather(steps, torch.tensor([step], device=device))
+    found = [int(s.item()) for s in steps]
+    if len(set(found)) > 1:
+        raise GanopsError(
+            f"the processes would start from different steps {found} (rank order): each reads "
+            "models/checkpoint.pt itself, so put models/ and data/ on a filesystem every node "
+            "shares, or start over with --fresh"
+        )
+
+
+def assert_identical_weights(modules: dict[str, nn.Module], replicas: Replicas) -> None:
     """Fail loudly if any process ended with other weights than rank 0 (they must agree
     exactly: every process applied the same averaged gradients)."""
     if not replicas.distributed:

@@ -186,7 +186,9 @@ def fit(
                 hooks.logger.log_stats(stats, step=state.step, epoch=state.epoch)
                 postfix = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
             hooks.on_step(postfix)
-            stop = replicas.any(hooks.should_stop(), device)
+            stop = hooks.should_stop()
+            if replicas.distributed:  # all ranks agree on the step; one collective per interval
+                stop = state.step % cfg.log_every == 0 and replicas.any(stop, device)
             if stop or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0):
                 # Never save a diverged state, whatever log_every is (one sync per checkpoint).
                 finite = torch.isfinite(replicas.mean(state.sums)).tolist()

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 STEPS = 512 // 64  # tiny_params: 512 training images, global batch 64, one epoch
 
 
-def _torchrun(*args: str, cwd: Path) -> list[str]:
+def _torchrun(*args: str) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "ganops", "train", *args,
@@ -55,7 +56,7 @@ def _weights(models: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def test_two_processes_train_one_run_with_the_single_process_result(project: Path) -> None:
-    output = _run(_torchrun("--models", "ddp", "--out", "out-ddp", cwd=project), cwd=project)
+    output = _run(_torchrun("--models", "ddp", "--out", "out-ddp"), cwd=project)
     assert "2 processes (DDP) ended with identical weights" in output  # checked across ranks
     assert output.count("trained to step 8") == 1  # rank 0 reports, rank 1 stays quiet
     assert sorted(p.name for p in (project / "ddp").iterdir()) == ["checkpoint.pt", "generator.pt"]
@@ -82,8 +83,8 @@ def test_two_processes_train_one_run_with_the_single_process_result(project: Pat
 def test_sigterm_stops_every_rank_at_one_step_and_all_resume_from_its_checkpoint(
     project: Path,
 ) -> None:
-    """torchrun passes SIGTERM to both processes, which may see it steps apart: they agree
-    on one step, rank 0 saves it, and a second launch resumes there on both ranks."""
+    """SIGTERM to one worker only (as when a node's job is stopped): every process stops at
+    one agreed step, rank 0 saves it, and a second launch resumes there on both ranks."""
     args = ("--models", "stopped", "--out", "out-stopped", "--params", "long.yaml")
     raw = tiny_params(
         project,
@@ -94,7 +95,7 @@ def test_sigterm_stops_every_rank_at_one_step_and_all_resume_from_its_checkpoint
     )
     write_params(project / "long.yaml", raw)
     process = subprocess.Popen(
-        _torchrun(*args, cwd=project), cwd=project, stdout=subprocess.PIPE,
+        _torchrun(*args), cwd=project, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     checkpoint = project / "stopped" / "checkpoint.pt"
@@ -103,17 +104,42 @@ def test_sigterm_stops_every_rank_at_one_step_and_all_resume_from_its_checkpoint
         assert process.poll() is None, process.communicate()[0]
         assert time.monotonic() < deadline, "no checkpoint within 300 s"
         time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
+    workers = psutil.Process(process.pid).children()
+    assert len(workers) == 2, workers
+    workers[-1].send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]
     assert process.returncode != 0, output
     stopped_at = int(torch.load(checkpoint, weights_only=True)["loop"]["step"])
     total = 512 // 32 * 30
     assert 0 < stopped_at < total, output
+    # Both ranks stopped at that step (one reported it): none hung in a collective.
+    assert output.count(f"interrupted at step {stopped_at}; checkpoint saved") == 2, output
 
-    output = _run(_torchrun(*args, cwd=project), cwd=project)
+    output = _run(_torchrun(*args), cwd=project)
     assert f"resuming the interrupted run from step {stopped_at}" in output
     assert "2 processes (DDP) ended with identical weights" in output
     assert torch.load(checkpoint, weights_only=True)["loop"]["step"] == total
+
+
+def test_the_dcgan_with_batchnorm_gradient_penalty_ema_and_classes_trains_in_step(
+    project: Path,
+) -> None:
+    """The harder paths under DDP: BatchNorm in G, the WGAN-GP critic's double backward,
+    k = 2, an EMA generator and class-conditional nets; the ranks must still agree."""
+    raw = tiny_params(
+        project,
+        project.parent,
+        model={"arch": "dcgan", "dcgan_channels": 16, "conditional": True},
+        train={"loss": "wgan_gp", "d_steps": 2, "ema_decay": 0.9},
+        tracking={"enabled": False},
+    )
+    write_params(project / "hard.yaml", raw)
+    output = _run(_torchrun("--models", "hard", "--out", "out-hard", "--params", "hard.yaml"),
+                  cwd=project)  # fmt: skip
+    assert "2 processes (DDP) ended with identical weights" in output
+    blob = torch.load(project / "hard" / "checkpoint.pt", weights_only=True)
+    assert blob["loop"]["step"] == STEPS and blob["ema"] is not None
+    assert {int(s["step"]) for s in blob["opt_g"]["state"].values()} == {STEPS // 2}
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_one_clear_error(
@@ -122,7 +148,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_one_clear_error(
     raw = tiny_params(project, project.parent, train={"batch_size": 63})
     write_params(project / "odd.yaml", raw)
     done = subprocess.run(
-        _torchrun("--models", "odd", "--params", "odd.yaml", cwd=project),
+        _torchrun("--models", "odd", "--params", "odd.yaml"),
         cwd=project,
         capture_output=True,
         text=True,

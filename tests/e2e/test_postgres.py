@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -13,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scripts.mlflow_screenshots import api
 
 from tests.conftest import free_port, run_ganops, running_mlflow_server, tiny_params, write_params
-from tests.e2e.test_team import _api
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,6 +33,10 @@ def _as_postgres_user() -> list[str]:
     """initdb and postgres refuse to run as root: run them as the `postgres` user then."""
     if os.geteuid() != 0:
         return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and no `postgres` user to run PostgreSQL as")
     if shutil.which("runuser") is None:
         pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
     return ["runuser", "-u", "postgres", "--"]
@@ -51,10 +56,14 @@ def postgres() -> Iterator[str]:
         done = subprocess.run([*user, *args], capture_output=True, text=True, check=False)
         assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
 
-    run("initdb", "-D", str(data), "-U", "ganops", "-A", "trust")
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
-    run("pg_ctl", "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")  # runuser resets PATH
+    assert initdb and pg_ctl
+    started = False
     try:
+        run(initdb, "-D", str(data), "-U", "ganops", "-A", "trust")
+        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+        run(pg_ctl, "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start")
+        started = True
         import psycopg
 
         with psycopg.connect(
@@ -63,7 +72,8 @@ def postgres() -> Iterator[str]:
             connection.execute("CREATE DATABASE mlflow")
         yield f"postgresql://ganops@127.0.0.1:{port}/mlflow"
     finally:
-        run("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        if started:
+            run(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -81,10 +91,10 @@ def test_a_run_lands_in_a_postgresql_backed_server(
             done = run_ganops(stage, cwd=tmp_path)
             assert done.returncode == 0, done.stdout + done.stderr
         run_id = json.loads((tmp_path / "outputs/train/mlflow_run.json").read_text())["run_id"]
-        run = _api(server, "runs/get", run_id=run_id)["run"]
+        run = api(server, "runs/get", run_id=run_id)["run"]
         assert run["info"]["status"] == "FINISHED"
         assert {"loss_d", "fid_64"} <= {m["key"] for m in run["data"]["metrics"]}
-        listing = _api(server, "artifacts/list", run_id=run_id)
+        listing = api(server, "artifacts/list", run_id=run_id)
         assert "samples.png" in {f["path"] for f in listing["files"]}
     # The run is rows in PostgreSQL, not in some local file store.
     with psycopg.connect(postgres) as connection, connection.cursor() as cursor:

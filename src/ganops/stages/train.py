@@ -191,6 +191,7 @@ def _run(
     torch.manual_seed(params.train.seed)  # weight init
     gan = build_gan(*build_models(params.model), params.train, device)
     state = _restore(gan, resume) if resume else None
+    distributed.check_same_start(state.step if state else 0, replicas, device)
     if replicas.distributed:
         gan.wrapped = (
             distributed.wrap(gan.generator, device),
@@ -232,7 +233,7 @@ def _run(
         if evaluate_epoch is not None:
             hooks.evaluate_epoch = evaluate_epoch
         state = _fit(params, gan, images, labels, hooks, state, replicas)
-        distributed.check_in_step(
+        distributed.assert_identical_weights(
             {"generator": gan.generator, "discriminator": gan.discriminator}, replicas
         )
         if not main:
