@@ -124,10 +124,12 @@ def time_classic(loops: Loops, clock: StepClock) -> None:
     )
 
 
-def time_ganops(loops: Loops, clock: StepClock) -> None:
+def time_ganops(loops: Loops, clock: StepClock, cuda_graph: str = "auto") -> None:
+    """ganops' loop as ``ganops train`` runs it: on a single GPU, replayed from CUDA graphs
+    (``cuda_graph='auto'``); ``'off'`` times the same loop eagerly."""
     steps = clock.warmup + clock.steps
     epochs = _epochs_for(steps, len(loops.images), loops.cfg.batch_size)
-    cfg = dataclasses.replace(loops.cfg, epochs=epochs)
+    cfg = dataclasses.replace(loops.cfg, epochs=epochs, cuda_graph=cuda_graph)
     fixed_noise = torch.randn(cfg.grid_size, loops.latent_dim, device=loops.images.device)
     fit(
         loops.ganops,
@@ -139,7 +141,16 @@ def time_ganops(loops: Loops, clock: StepClock) -> None:
     )
 
 
+def time_ganops_eager(loops: Loops, clock: StepClock) -> None:
+    time_ganops(loops, clock, cuda_graph="off")
+
+
 Runner = Callable[[Loops, StepClock], None]
+LOOPS: dict[str, Runner] = {
+    "classic": time_classic,
+    "ganops-eager": time_ganops_eager,
+    "ganops": time_ganops,
+}
 
 
 def measure(run: Runner, loops: Loops, args: argparse.Namespace, device: torch.device) -> float:
@@ -237,7 +248,8 @@ ABLATION: dict[str, Runner] = {
     "(a) device data, no DataLoader": _ablation_runner(logits=False, sync_every_step=True),
     "(b) + BCE-with-logits": _ablation_runner(logits=True, sync_every_step=True),
     "(c) + no per-step .item()": _ablation_runner(logits=True, sync_every_step=False),
-    "(d) full ganops": time_ganops,
+    "(d) ganops' loop, eager": time_ganops_eager,
+    "(e) + CUDA graph (GPU default)": time_ganops,
 }
 
 
@@ -260,8 +272,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="MLP only: classic, then ganops' techniques added one at a time",
     )
+    parser.add_argument(
+        "--loops",
+        default="classic,ganops",
+        help=f"comma-separated, the first is the ratios' baseline; from: {', '.join(LOOPS)}",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    args.loops = [name.strip() for name in args.loops.split(",") if name.strip()]
+    unknown = [name for name in args.loops if name not in LOOPS]
+    if unknown or not args.loops:
+        parser.error(f"--loops {unknown or args.loops}: choose from {', '.join(LOOPS)}")
     if min(args.steps, args.warmup, args.repeats, args.batch_size) < 1:
         parser.error("--steps, --warmup, --repeats and --batch-size must be >= 1")
     return args
@@ -313,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     raw = read_idx(args.data / "train-images-idx3-ubyte.gz")  # uint8 (60000, 28, 28)
     archs = ["mlp"] if args.ablation else ["mlp", "dcgan"] if args.arch == "both" else [args.arch]
     runners: dict[str, Runner] = (
-        ABLATION if args.ablation else {"classic": time_classic, "ganops": time_ganops}
+        dict(ABLATION) if args.ablation else {name: LOOPS[name] for name in args.loops}
     )
+    if device.type != "cuda":  # identical to the eager row there
+        runners.pop("(e) + CUDA graph (GPU default)", None)
     print(f"device: {device_name(device)}; torch {torch.__version__}", file=sys.stderr)
     results = {}
     for arch in archs:
@@ -323,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         results[arch] = alternate(runners, build_loops(arch, raw, args, device), args, device)
-    print_table(results, baseline="classic")
+    print_table(results, baseline=next(iter(runners)))
     print(f"\npeak host RSS (whole process): {peak_rss_mib():,.0f} MiB")
     if args.json:
         report = {

@@ -116,6 +116,12 @@ class TrainConfig:
     checkpoint_every: int = _spec(
         1000, "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).", ge=0
     )
+    cuda_graph: str = _spec(
+        "auto",
+        "Replay each training iteration as one CUDA graph (far less launch overhead): 'auto' "
+        "on a single CUDA device, 'on' (an error where impossible), or 'off' (eager).",
+        choices=("auto", "on", "off"),
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ Vocabulary used in logs and plots:
 
 Speed on small models is overhead, not arithmetic: the training set stays on the device,
 batch indices and noise are drawn there, and the host synchronises only once per log
-interval (statistics are summed on the device in between).
+interval (statistics are summed on the device in between). On a single GPU each iteration
+is replayed from a CUDA graph (``ganops.graphs``, ``train.cuda_graph``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from ganops.config import TrainConfig
 from ganops.distributed import Replicas
 from ganops.errors import GanopsError
+from ganops.graphs import GraphedIteration, use_cuda_graph
 from ganops.training import GAN, train_iteration
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -135,6 +137,23 @@ class Hooks:
     evaluate_epoch: Callable[[nn.Module, int], dict[str, float]] = lambda generator, epoch: {}
 
 
+Iteration = Callable[[Tensor, Tensor, bool, Tensor | None], Tensor]
+
+
+def iteration_for(
+    gan: GAN, cfg: TrainConfig, device: torch.device, replicas: Replicas
+) -> Iteration:
+    """One training iteration (real, z, update_generator, labels) -> stats: replayed from
+    CUDA graphs where ``train.cuda_graph`` allows it, else eager ``train_iteration``."""
+    if use_cuda_graph(cfg, device, replicas):
+        return GraphedIteration(gan, cfg)
+
+    def eager(real: Tensor, z: Tensor, update_generator: bool, labels: Tensor | None) -> Tensor:
+        return train_iteration(gan, real, z, cfg, update_generator, labels)
+
+    return eager
+
+
 class Interrupted(GanopsError):
     exit_code = 130
 
@@ -165,6 +184,7 @@ def fit(
     if state.rng_state is not None:
         rng.set_state(state.rng_state)
     state.sums = torch.zeros(4, device=device) if state.sums is None else state.sums.to(device)
+    iterate = iteration_for(gan, cfg, device, replicas)
     postfix = ""
     while state.epoch <= cfg.epochs:
         if state.order is None:
@@ -176,7 +196,7 @@ def fit(
             real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0
-            state.sums += train_iteration(gan, real, z, cfg, update_generator, y)
+            state.sums += iterate(real, z, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1
             state.iterations += 1
             state.g_updates += update_generator

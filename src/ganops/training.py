@@ -124,8 +124,6 @@ def generator_step(
     loss.backward()
     _clip_grad(gan.generator, cfg)
     gan.opt_g.step()
-    if gan.ema is not None:
-        gan.ema.update_parameters(gan.generator)
     return loss.detach()
 
 
@@ -136,13 +134,16 @@ def train_iteration(
     cfg: TrainConfig,
     update_generator: bool,
     labels: Tensor | None = None,
+    update_ema: bool = True,
 ) -> Tensor:
-    """One iteration: a D step, then a G step if ``update_generator``.
+    """One iteration: a D step, then a G step (and the EMA update) if ``update_generator``.
 
     The fake batch is generated once and reused by the G step, as in the classic PyTorch
     DCGAN loop, which saves a generator forward pass per iteration. A conditional GAN
     generates fakes of the real batch's classes (``labels``), so both halves of D's batch
     share one class distribution.
+    ``update_ema=False`` leaves the EMA to the caller (``ganops.graphs``: its update reads a
+    counter on the host, which a CUDA graph cannot capture).
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """
     with torch.set_grad_enabled(update_generator):
@@ -151,4 +152,12 @@ def train_iteration(
     loss_g = (
         generator_step(gan, fake, cfg, labels) if update_generator else torch.zeros_like(d_stats[0])
     )
+    if update_generator and update_ema:
+        update_ema_of(gan)
     return torch.stack([d_stats[0], loss_g, d_stats[1], d_stats[2]])
+
+
+def update_ema_of(gan: GAN) -> None:
+    """Move the generator EMA (if any) towards the generator's current weights."""
+    if gan.ema is not None:
+        gan.ema.update_parameters(gan.generator)

@@ -27,6 +27,7 @@ from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.distributed import Replicas
 from ganops.errors import DataError
+from ganops.graphs import use_cuda_graph
 from ganops.images import grid_array, save_png
 from ganops.io import ensure_writable, write_json, write_text
 from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
@@ -159,6 +160,7 @@ def run(
     distributed.check_batch_size(params.train.batch_size, replicas)
     device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
+    use_cuda_graph(params.train, device, replicas)  # 'on' where impossible: fail now too
     with distributed.process_group(replicas, device):
         return _run(params, data_dir, models_dir, out_dir, fresh, classifier, replicas, device)
 
@@ -206,6 +208,7 @@ def _run(
         "dataset_sha256": meta["dataset_sha256"],
         "device": str(device),
         "processes": str(replicas.world_size),  # > 1: torchrun, DDP
+        "cuda_graph": str(use_cuda_graph(params.train, device, replicas)).lower(),
     }
     started = time.monotonic()
     off = dataclasses.replace(params, tracking=dataclasses.replace(params.tracking, enabled=False))
