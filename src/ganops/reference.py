@@ -127,7 +127,7 @@ def reference_step(
     batch = real.size(0)
     # (1) D: maximise log D(x) + log(1 - D(G(z))), one backward pass per term.
     gan.discriminator.zero_grad()
-    label = torch.full((batch,), real_label, dtype=torch.float, device=real.device)
+    label = torch.full((batch,), real_label, dtype=real.dtype, device=real.device)
     loss_d_real = gan.criterion(gan.discriminator(real).view(-1), label)
     loss_d_real.backward()
     fake = gan.generator(z)
@@ -137,7 +137,7 @@ def reference_step(
     gan.opt_d.step()
     # (2) G: maximise log D(G(z)) on the same fake batch, through the updated D.
     gan.generator.zero_grad()
-    label = torch.full((batch,), 1.0, dtype=torch.float, device=real.device)
+    label = torch.full((batch,), 1.0, dtype=real.dtype, device=real.device)
     loss_g = gan.criterion(gan.discriminator(fake).view(-1), label)
     loss_g.backward()
     gan.opt_g.step()

@@ -5,10 +5,12 @@ The loop around it (schedule, logging, checkpoints) is in ``ganops.loop``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganops.config import TrainConfig
@@ -32,6 +34,17 @@ class GAN:
     def train_modules(self) -> tuple[nn.Module, nn.Module]:
         """The (G, D) the training step calls: the DDP wrappers, else the networks."""
         return self.wrapped or (self.generator, self.discriminator)
+
+    @functools.cached_property
+    def d_rows_independent(self) -> bool:
+        """Whether D scores each image on its own: no BatchNorm mixing the batch, no spectral
+        norm (whose power iteration advances once per forward). Then D may score the real
+        and fake batches in one forward pass with the same result."""
+        return not any(
+            isinstance(module, nn.modules.batchnorm._BatchNorm)
+            or parametrize.is_parametrized(module)
+            for module in self.discriminator.modules()
+        )
 
     @property
     def sampler(self) -> nn.Module:
@@ -82,7 +95,11 @@ def discriminator_step(
     """
     fake = fake.detach()  # D's update must not reach into G's graph
     discriminator = gan.train_modules[1]
-    real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
+    if gan.d_rows_independent:  # one forward (and backward) pass instead of two
+        both = None if labels is None else torch.cat([labels, labels])
+        real_logits, fake_logits = discriminator(torch.cat([real, fake]), both).split(len(real))
+    else:
+        real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
     loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
     if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
