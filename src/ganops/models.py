@@ -35,6 +35,20 @@ def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
     return spectral_norm(layer) if enabled else layer
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU: ``rand >= p`` there costs about half of
+    ``bernoulli_`` (1.5 vs 2.8 ms on 256x1024 on a 2-core EPYC; 11% of the MLP's training
+    step, see benchmarks/RESULTS.md). Same distribution: each unit kept with probability
+    1 - p and scaled by 1 / (1 - p). Elsewhere (CUDA's fused dropout kernel) it is nn.Dropout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
+        return x * keep
+
+
 class MLPGenerator(nn.Module):
     """z (B, latent_dim) -> images (B, 1, 28, 28) in [-1, 1]: Linear+LeakyReLU(0.2) stack, tanh."""
 
@@ -69,7 +83,7 @@ class MLPDiscriminator(nn.Module):
         for hidden in cfg.d_hidden:
             layers += [_maybe_sn(nn.Linear(width, hidden), cfg.spectral_norm), nn.LeakyReLU(0.2)]
             if cfg.d_dropout > 0:
-                layers.append(nn.Dropout(cfg.d_dropout))
+                layers.append(Dropout(cfg.d_dropout))
             width = hidden
         layers.append(_maybe_sn(nn.Linear(width, 1), cfg.spectral_norm))
         self.net = nn.Sequential(*layers)

@@ -27,7 +27,7 @@ import ganops.loop
 from ganops.config import ModelConfig, TrainConfig
 from ganops.data import normalize
 from ganops.loop import fit
-from ganops.models import build_models
+from ganops.models import Dropout, build_models
 from ganops.reference import (
     ClassicGAN,
     build_classic_gan,
@@ -119,7 +119,10 @@ def float64() -> Iterator[None]:
 def test_fast_iteration_matches_reference_step(
     arch: str, d_dropout: float, real_label: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(torch.nn.functional, "dropout", value_keyed_dropout)
+    monkeypatch.setattr(torch.nn.functional, "dropout", value_keyed_dropout)  # the reference's
+    monkeypatch.setattr(
+        Dropout, "forward", lambda self, x: value_keyed_dropout(x, self.p, self.training)
+    )
     cfg = TrainConfig(device="cpu", real_label=real_label)  # non_saturating, Adam(0.5, 0.999)
     gan, classic = twin_gans(tiny_model(arch, d_dropout), cfg)
     batches = torch.Generator().manual_seed(1)

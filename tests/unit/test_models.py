@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganops.config import ModelConfig
-from ganops.models import build_models
+from ganops.config import ModelConfig, TrainConfig
+from ganops.models import Dropout, build_models
+from ganops.reference import build_classic_gan
 
 
 @pytest.mark.parametrize("arch", ["mlp", "dcgan"])
@@ -68,3 +69,36 @@ def test_conditional_model_without_labels_is_an_error() -> None:
     generator, _ = build_models(ModelConfig(latent_dim=4, g_hidden=(8,), conditional=True))
     with pytest.raises(ValueError, match="needs class labels"):
         generator(torch.randn(2, 4))
+
+
+def test_cpu_dropout_keeps_each_unit_with_probability_one_minus_p_and_rescales() -> None:
+    torch.manual_seed(0)
+    layer = Dropout(0.3)
+    x = torch.full((400, 1000), 2.0, requires_grad=True)
+    out = layer(x)
+    kept = out != 0
+    # 400,000 Bernoulli(0.7) draws: the share is 0.7 within +-0.005 (over 6 sigma).
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 2.0 / 0.7))
+    out.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)
+    # Independent across units: the two halves of a row do not share their mask.
+    assert not torch.equal(kept[:, :500], kept[:, 500:])
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_dropout_is_the_identity_in_eval_mode_and_at_p_zero(p: float) -> None:
+    layer = Dropout(p)
+    x = torch.randn(8, 16)
+    torch.testing.assert_close(layer.eval()(x), x)
+    if p == 0:
+        torch.testing.assert_close(layer.train()(x), x)
+
+
+def test_the_classic_loop_uses_torchs_own_dropout() -> None:
+    generator, discriminator = build_models(ModelConfig())
+    classic = build_classic_gan(generator, discriminator, TrainConfig(), torch.device("cpu"))
+    layers = [m for m in classic.discriminator.modules() if isinstance(m, nn.Dropout)]
+    assert [type(m) for m in layers] == [nn.Dropout] * 3
+    assert [m.p for m in layers] == [0.3, 0.3, 0.3]
