@@ -124,12 +124,12 @@ def time_classic(loops: Loops, clock: StepClock) -> None:
     )
 
 
-def time_ganops(loops: Loops, clock: StepClock, cuda_graph: str = "auto") -> None:
-    """ganops' loop as ``ganops train`` runs it: on a single GPU, replayed from CUDA graphs
-    (``cuda_graph='auto'``); ``'off'`` times the same loop eagerly."""
+def time_ganops(loops: Loops, clock: StepClock, **train: Any) -> None:
+    """ganops' loop as ``ganops train`` runs it with params.yaml's defaults (on a single GPU:
+    replayed from CUDA graphs), or with the ``train`` settings given."""
     steps = clock.warmup + clock.steps
     epochs = _epochs_for(steps, len(loops.images), loops.cfg.batch_size)
-    cfg = dataclasses.replace(loops.cfg, epochs=epochs, cuda_graph=cuda_graph)
+    cfg = dataclasses.replace(loops.cfg, epochs=epochs, **train)
     fixed_noise = torch.randn(cfg.grid_size, loops.latent_dim, device=loops.images.device)
     fit(
         loops.ganops,
@@ -145,11 +145,39 @@ def time_ganops_eager(loops: Loops, clock: StepClock) -> None:
     time_ganops(loops, clock, cuda_graph="off")
 
 
+def time_ganops_bf16(loops: Loops, clock: StepClock) -> None:
+    time_ganops(loops, clock, precision="bf16")
+
+
+# --- Experiment: a technique measured here, not in ganops ------------------------------------
+
+
+_COMPILED: dict[int, Any] = {}
+
+
+def time_ganops_compiled(loops: Loops, clock: StepClock) -> None:
+    """ganops' loop with both networks' forward passes through torch.compile (inductor),
+    compiled once per network and kept across measurements."""
+    originals = {}
+    for module in (loops.ganops.generator, loops.ganops.discriminator):
+        originals[module] = module.forward
+        if id(module) not in _COMPILED:
+            _COMPILED[id(module)] = torch.compile(module.forward)
+        module.forward = _COMPILED[id(module)]  # type: ignore[method-assign]
+    try:
+        time_ganops(loops, clock)
+    finally:
+        for module, forward in originals.items():
+            module.forward = forward  # type: ignore[method-assign]
+
+
 Runner = Callable[[Loops, StepClock], None]
 LOOPS: dict[str, Runner] = {
     "classic": time_classic,
     "ganops-eager": time_ganops_eager,
     "ganops": time_ganops,
+    "ganops+bf16": time_ganops_bf16,  # train.precision: bf16
+    "ganops+compile": time_ganops_compiled,  # experiment
 }
 
 

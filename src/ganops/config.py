@@ -116,6 +116,12 @@ class TrainConfig:
     checkpoint_every: int = _spec(
         1000, "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).", ge=0
     )
+    precision: str = _spec(
+        "fp32",
+        "Forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer and losses "
+        "stay fp32): about 2x the MLP step on CPUs with AVX512-BF16/AMX, see benchmarks/.",
+        choices=("fp32", "bf16"),
+    )
     cuda_graph: str = _spec(
         "auto",
         "Replay each training iteration as one CUDA graph (far less launch overhead): 'auto' "

@@ -5,6 +5,7 @@ The loop around it (schedule, logging, checkpoints) is in ``ganops.loop``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -81,6 +82,42 @@ def build_gan(
     )
 
 
+def forward_precision(
+    cfg: TrainConfig, device: torch.device
+) -> contextlib.AbstractContextManager[None]:
+    """The context for forward passes: bf16 autocast when ``train.precision`` says so.
+
+    The weight-cast cache is off: CUDA graphs cannot capture it (and each weight is cast
+    about once per forward pass here anyway).
+    """
+    if cfg.precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` does bf16 matrix products in hardware (AVX512-BF16/AMX, Ampere+)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def precision_warning(cfg: TrainConfig, device: torch.device) -> str | None:
+    """A warning when ``train.precision: bf16`` would be slow here, else None."""
+    if cfg.precision != "bf16" or native_bf16(device):
+        return None
+    return (
+        f"train.precision is 'bf16' but this {device.type} has no native bf16 matrix "
+        "products (AVX512-BF16/AMX on CPUs, Ampere or newer GPUs): training will be slower "
+        "than in fp32; set train.precision to 'fp32'"
+    )
+
+
+def _full(logits: Tensor) -> Tensor:
+    """Logits for the losses in at least fp32 (autocast's bf16 ones cast up)."""
+    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+
+
 def _clip_grad(module: nn.Module, cfg: TrainConfig) -> None:
     if cfg.grad_clip_norm > 0:
         nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip_norm)
@@ -95,18 +132,21 @@ def discriminator_step(
     """
     fake = fake.detach()  # D's update must not reach into G's graph
     discriminator = gan.train_modules[1]
-    if gan.d_rows_independent:  # one forward (and backward) pass instead of two
-        both = None if labels is None else torch.cat([labels, labels])
-        real_logits, fake_logits = discriminator(torch.cat([real, fake]), both).split(len(real))
-    else:
-        real_logits, fake_logits = discriminator(real, labels), discriminator(fake, labels)
-    loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
-    if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
+    with forward_precision(cfg, real.device):
+        if gan.d_rows_independent:  # one forward (and backward) pass instead of two
+            both = None if labels is None else torch.cat([labels, labels])
+            logits = _full(discriminator(torch.cat([real, fake]), both))
+            real_logits, fake_logits = logits.split(len(real))
+        else:
+            real_logits = _full(discriminator(real, labels))
+            fake_logits = _full(discriminator(fake, labels))
+        loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
+        if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
-        def critic(images: Tensor) -> Tensor:
-            return discriminator(images, labels)  # type: ignore[no-any-return]
+            def critic(images: Tensor) -> Tensor:
+                return _full(discriminator(images, labels))
 
-        loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
+            loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
     gan.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     _clip_grad(gan.discriminator, cfg)
@@ -134,7 +174,8 @@ def generator_step(
     """
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
     try:
-        loss = generator_loss(cfg.loss, gan.discriminator(fake, labels))
+        with forward_precision(cfg, fake.device):
+            loss = generator_loss(cfg.loss, _full(gan.discriminator(fake, labels)))
     finally:
         gan.discriminator.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)
@@ -163,7 +204,7 @@ def train_iteration(
     counter on the host, which a CUDA graph cannot capture).
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """
-    with torch.set_grad_enabled(update_generator):
+    with torch.set_grad_enabled(update_generator), forward_precision(cfg, z.device):
         fake = gan.train_modules[0](z, labels)
     d_stats = discriminator_step(gan, real, fake, cfg, labels)
     loss_g = (

@@ -191,3 +191,10 @@ def test_graphed_random_draws_train_every_step(model: ModelConfig, loss: str) ->
         assert counts == {16}
     losses = [row["loss_d"] for row in state.history]
     assert all(torch.isfinite(torch.tensor(losses))) and len(set(losses)) == len(losses)
+
+
+@needs_cuda
+def test_graphed_bf16_autocast_matches_eager_bf16() -> None:
+    """Autocast inside the capture (its weight-cast cache off) records the bf16 kernels."""
+    cfg = TrainConfig(epochs=2, batch_size=20, log_every=4, precision="bf16")
+    _assert_same_training(_tiny("mlp"), cfg, tol=1e-3)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -195,3 +196,50 @@ def test_a_diverged_state_is_never_checkpointed_between_log_readings(
     with pytest.raises(GanopsError, match=r"not finite at step \d+"):
         fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(1, 8), hooks=hooks)
     assert all(torch.isfinite(sums).all() for sums in saved)
+
+
+def _training_linear_dtypes(module: torch.nn.Module) -> set[torch.dtype]:
+    """The dtypes the module's Linear layers output while training (sample grids, drawn in
+    eval mode, are left out)."""
+    seen: set[torch.dtype] = set()
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear):
+            layer.register_forward_hook(
+                lambda m, args, out: seen.add(out.dtype) if m.training else None
+            )
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)]
+)
+def test_precision_sets_the_forward_passes_dtype_and_keeps_fp32_weights(
+    precision: str, dtype: torch.dtype, images: torch.Tensor
+) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=20, precision=precision, log_every=1)
+    torch.manual_seed(cfg.seed)
+    generator, discriminator = build_models(MODEL)
+    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
+    g_seen, d_seen = _training_linear_dtypes(generator), _training_linear_dtypes(discriminator)
+    before = copy.deepcopy(generator.state_dict())
+    state = fit(gan, images, cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(4, 8))
+    assert state.step == 10
+    assert g_seen == d_seen == {dtype}
+    for module in (gan.generator, gan.discriminator):
+        assert {p.dtype for p in module.parameters()} == {torch.float32}
+    assert all(math.isfinite(row["loss_d"]) for row in state.history)
+    assert any(not torch.equal(before[k], v) for k, v in generator.state_dict().items())
+
+
+def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ganops.training
+
+    monkeypatch.setattr(ganops.training, "native_bf16", lambda device: False)
+    warning = ganops.training.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
+    assert warning is not None and "train.precision" in warning and "'fp32'" in warning
+    assert ganops.training.precision_warning(TrainConfig(), torch.device("cpu")) is None
+    monkeypatch.setattr(ganops.training, "native_bf16", lambda device: True)
+    assert (
+        ganops.training.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
+        is None
+    )

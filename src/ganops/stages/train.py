@@ -13,6 +13,7 @@ import functools
 import io
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
 from ganops.quality import QUALITY_NAMES
 from ganops.stages.common import resolve_device
-from ganops.training import GAN, build_gan
+from ganops.training import GAN, build_gan, precision_warning
 
 
 def _csv(rows: list[dict[str, float]], columns: tuple[str, ...]) -> str:
@@ -176,6 +177,9 @@ def _run(
     device: torch.device,
 ) -> LoopState:
     main = replicas.is_main  # only rank 0 tracks, reports and writes files
+    slow_precision = precision_warning(params.train, device)
+    if slow_precision and main:
+        print(f"warning: {slow_precision}", file=sys.stderr)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
