@@ -19,6 +19,7 @@ from ganops.graphs import GraphedIteration, make_capturable, use_cuda_graph
 from ganops.loop import Hooks, LoopState, fit, iteration_for
 from ganops.models import build_models
 from ganops.training import GAN, build_gan
+from tests.unit.test_fast_path import tiny_model
 
 CUDA = torch.device("cuda")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -91,15 +92,7 @@ def test_ema_follows_the_generator_updates_only() -> None:
 
 
 def _tiny(arch: str, d_dropout: float = 0.0, **extra: object) -> ModelConfig:
-    return ModelConfig(
-        arch=arch,
-        latent_dim=8,
-        g_hidden=(32, 64),
-        d_hidden=(64, 32),
-        d_dropout=d_dropout,
-        dcgan_channels=4,
-        **extra,  # type: ignore[arg-type]
-    )
+    return dataclasses.replace(tiny_model(arch, d_dropout), **extra)  # type: ignore[arg-type]
 
 
 def _gan(model: ModelConfig, cfg: TrainConfig, device: torch.device) -> tuple[GAN, torch.Tensor]:
