@@ -7,10 +7,11 @@ updates) once, and each later iteration is one ``replay()``: a single launch.
 
 What stays the same as the eager ``train_iteration``: the computation, in the same order, on
 the same batches and noise (drawn by the loop and copied into the graph's fixed input
-buffers). What differs: dropout masks (and WGAN-GP's interpolation weights) come from the CUDA
-generator's graph-safe offsets, so they are other random draws than an eager run's, just as
-on another device. The EMA update stays outside the graph (it reads a counter on the host)
-and runs eagerly after each replay that updated G.
+buffers), and the generator EMA. Dropout masks (and WGAN-GP's interpolation weights) are drawn
+by the graph from the CUDA generator's graph-safe offsets; they need not be an eager run's
+draws, as on another device. The EMA's first update (a copy, decided by a host read of its
+counter) runs eagerly in the warm-up; later ones are captured with the G step, without that
+read.
 
 The first ``WARMUP_ITERATIONS`` iterations of each kind (with and without a G update, for
 ``d_steps`` > 1) run eagerly on a side stream, as PyTorch's whole-network capture recipe
@@ -20,8 +21,11 @@ replayed. Every iteration, warm-up and capture included, is a real training step
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 from ganops.config import TrainConfig
 from ganops.distributed import Replicas
@@ -51,18 +55,45 @@ def use_cuda_graph(cfg: TrainConfig, device: torch.device, replicas: Replicas) -
     return cfg.cuda_graph != "off" and reason is None
 
 
-def make_capturable(optimizer: torch.optim.Optimizer) -> None:
-    """Let ``optimizer.step()`` be captured: step counters on the device, no host reads.
+def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
+    """Make ``optimizer.step()`` capturable (step counters on the device, no host reads), or
+    not, as PyTorch would have built it.
 
-    Done here rather than at construction because a resumed checkpoint's param groups bring
-    their own ``capturable`` flag.
+    Set at every start rather than at construction: a resumed checkpoint's param groups bring
+    the flag of the run that saved them, and e.g. RMSprop saved by a graphed CUDA run fails
+    on the CPU with ``capturable`` still on.
     """
     for group in optimizer.param_groups:
-        group["capturable"] = True
+        group["capturable"] = capturable
         for param in group["params"]:
             step = optimizer.state.get(param, {}).get("step")
-            if isinstance(step, Tensor) and step.device != param.device:
-                optimizer.state[param]["step"] = step.to(param.device, torch.float32)
+            if not isinstance(step, Tensor):
+                continue
+            # Fused and capturable optimizers keep the counter beside the parameter; the
+            # others on the CPU.
+            on_device = capturable or group.get("fused")
+            device = param.device if on_device else torch.device("cpu")
+            if step.device != device:
+                optimizer.state[param]["step"] = step.to(device, torch.float32)
+
+
+def ema_update_in_graph(ema: AveragedModel, model: nn.Module) -> None:
+    """``ema.update_parameters(model)`` once it has averaged before (``n_averaged`` > 0),
+    without the host reads of ``n_averaged`` that keep it out of a CUDA graph: the same
+    ``multi_avg_fn`` on the same tensors, grouped by device and dtype as PyTorch groups
+    them. The caller counts ``n_averaged`` up (a CPU tensor) after each replay.
+    """
+    if not ema.use_buffers or ema.multi_avg_fn is None:
+        raise GanopsError("internal: the EMA in a CUDA graph needs use_buffers and multi_avg_fn")
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+    averaged = itertools.chain(ema.module.parameters(), ema.module.buffers())
+    current = itertools.chain(model.parameters(), model.buffers())
+    for mine, theirs in zip(averaged, current, strict=True):
+        pair = groups.setdefault((mine.device, mine.dtype), ([], []))
+        pair[0].append(mine.detach())
+        pair[1].append(theirs.detach())
+    for mine_list, their_list in groups.values():
+        ema.multi_avg_fn(mine_list, their_list, ema.n_averaged)  # type: ignore[arg-type]
 
 
 class GraphedIteration:
@@ -79,12 +110,7 @@ class GraphedIteration:
         self.eager_runs = {True: 0, False: 0}
         self.inputs: tuple[Tensor, Tensor, Tensor | None] | None = None
         for optimizer in (gan.opt_g, gan.opt_d):
-            make_capturable(optimizer)
-
-    @property
-    def replaying(self) -> bool:
-        """Whether any kind of iteration is already captured."""
-        return bool(self.graphs)
+            set_capturable(optimizer, True)
 
     def __call__(
         self, real: Tensor, z: Tensor, update_generator: bool, labels: Tensor | None = None
@@ -93,15 +119,16 @@ class GraphedIteration:
         if key not in self.graphs and self.eager_runs[key] < self.warmup:
             self.eager_runs[key] += 1
             stats = self._eager(real, z, key, labels)
-        else:
-            self._fill(real, z, labels)
-            if key not in self.graphs:
-                self._capture(key)
-            self.graphs[key].replay()
-            stats = self.outputs[key]
-        if update_generator:
-            update_ema_of(self.gan)
-        return stats
+            if update_generator:
+                update_ema_of(self.gan)
+            return stats
+        self._fill(real, z, labels)
+        if key not in self.graphs:
+            self._capture(key)
+        self.graphs[key].replay()
+        if update_generator and self.gan.ema is not None:
+            self.gan.ema.n_averaged += 1  # the graph averaged; n_averaged lives on the CPU
+        return self.outputs[key]
 
     def _eager(self, real: Tensor, z: Tensor, key: bool, labels: Tensor | None) -> Tensor:
         side = torch.cuda.Stream(device=real.device)
@@ -129,13 +156,24 @@ class GraphedIteration:
     def _capture(self, key: bool) -> None:
         assert self.inputs is not None
         real, z, labels = self.inputs
+        ema = self.gan.ema if key else None
+        if ema is not None and int(ema.n_averaged) == 0:  # the warm-up's G steps did that
+            raise GanopsError("internal: the EMA must have averaged before its capture")
         graph = torch.cuda.CUDAGraph()
         # Gradients set to None now are re-created inside the capture, in the graph's memory.
         for optimizer in (self.gan.opt_g, self.gan.opt_d):
             optimizer.zero_grad(set_to_none=True)
-        # thread_local: the tracking thread may touch CUDA while this thread captures.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.outputs[key] = train_iteration(
-                self.gan, real, z, self.cfg, key, labels, update_ema=False
-            )
+        try:
+            # thread_local: CUDA calls of other threads do not invalidate this capture.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.outputs[key] = train_iteration(
+                    self.gan, real, z, self.cfg, key, labels, update_ema=False
+                )
+                if ema is not None:
+                    ema_update_in_graph(ema, self.gan.generator)
+        except RuntimeError as error:
+            raise GanopsError(
+                f"capturing the training iteration as a CUDA graph failed ({error}); set "
+                "train.cuda_graph to 'off' to train eagerly, and report the error"
+            ) from error
         self.graphs[key] = graph

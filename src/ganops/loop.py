@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ganops.config import TrainConfig
 from ganops.distributed import Replicas
 from ganops.errors import GanopsError
-from ganops.graphs import GraphedIteration, use_cuda_graph
+from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
 from ganops.training import GAN, train_iteration
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -147,6 +147,8 @@ def iteration_for(
     CUDA graphs where ``train.cuda_graph`` allows it, else eager ``train_iteration``."""
     if use_cuda_graph(cfg, device, replicas):
         return GraphedIteration(gan, cfg)
+    for optimizer in (gan.opt_g, gan.opt_d):  # a graphed run's checkpoint may have set it
+        set_capturable(optimizer, False)
 
     def eager(real: Tensor, z: Tensor, update_generator: bool, labels: Tensor | None) -> Tensor:
         return train_iteration(gan, real, z, cfg, update_generator, labels)

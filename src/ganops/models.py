@@ -45,8 +45,9 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
-        return x * keep
+        # Uniform draws in fp32 whatever x is: bf16 ones (under autocast) are skewed.
+        keep = (torch.rand_like(x, dtype=torch.float32) >= self.p).to(x.dtype)
+        return x * keep.mul_(1 / (1 - self.p))
 
 
 class MLPGenerator(nn.Module):

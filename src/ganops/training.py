@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -96,10 +97,24 @@ def forward_precision(
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` does bf16 matrix products in hardware (AVX512-BF16/AMX, Ampere+)."""
+    """Whether ``device`` does bf16 matrix products in hardware (AVX512-BF16/AMX, Ampere+);
+    a CPU whose flags cannot be read counts as yes (no warning on a guess)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    flags = _cpu_flags()
+    return flags is None or bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU feature flags Linux reports, or None where /proc/cpuinfo is unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return None
 
 
 def precision_warning(cfg: TrainConfig, device: torch.device) -> str | None:
@@ -141,12 +156,15 @@ def discriminator_step(
             real_logits = _full(discriminator(real, labels))
             fake_logits = _full(discriminator(fake, labels))
         loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
-        if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
+    if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
-            def critic(images: Tensor) -> Tensor:
+        def critic(images: Tensor) -> Tensor:
+            # Only the forward pass in bf16: the penalty's autograd.grad runs outside
+            # autocast, as PyTorch's AMP gradient-penalty recipe does.
+            with forward_precision(cfg, images.device):
                 return _full(discriminator(images, labels))
 
-            loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
+        loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
     gan.opt_d.zero_grad(set_to_none=True)
     loss.backward()
     _clip_grad(gan.discriminator, cfg)

@@ -15,7 +15,7 @@ import torch
 from ganops.config import ModelConfig, TrainConfig
 from ganops.distributed import Replicas
 from ganops.errors import GanopsError
-from ganops.graphs import GraphedIteration, make_capturable, use_cuda_graph
+from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
 from ganops.loop import Hooks, LoopState, fit, iteration_for
 from ganops.models import build_models
 from ganops.training import GAN, build_gan
@@ -64,18 +64,53 @@ def test_the_cpu_loop_iterates_eagerly() -> None:
     assert not isinstance(iterate, GraphedIteration)
 
 
-def test_make_capturable_survives_a_resumed_optimizer_state() -> None:
-    """A checkpoint's param groups carry capturable=False; graphs need True."""
+def _saved_by_a_graphed_run() -> tuple[torch.nn.Parameter, dict[str, object]]:
+    """An RMSprop state as a graphed CUDA run checkpoints it: capturable, counter a float."""
     param = torch.nn.Parameter(torch.ones(3))
-    optimizer = torch.optim.RMSprop([param], lr=0.1)
+    optimizer = torch.optim.RMSprop([param], lr=0.1, capturable=False)
     param.grad = torch.ones(3)
     optimizer.step()
-    restored = torch.optim.RMSprop([param], lr=0.1)
-    restored.load_state_dict(optimizer.state_dict())
-    assert restored.param_groups[0]["capturable"] is False
-    make_capturable(restored)
-    assert restored.param_groups[0]["capturable"] is True
-    assert restored.state[param]["step"].device == param.device
+    state = optimizer.state_dict()
+    state["param_groups"][0]["capturable"] = True
+    state["state"][0]["step"] = state["state"][0]["step"].to(torch.float32)
+    return param, state
+
+
+def test_a_graphed_runs_optimizer_state_resumes_eagerly_on_the_cpu() -> None:
+    param, saved = _saved_by_a_graphed_run()
+    stuck = torch.optim.RMSprop([param], lr=0.1)
+    stuck.load_state_dict(saved)
+    param.grad = torch.ones(3)
+    with pytest.raises(AssertionError, match="capturable"):  # what set_capturable prevents
+        stuck.step()
+    resumed = torch.optim.RMSprop([param], lr=0.1)
+    resumed.load_state_dict(saved)
+    set_capturable(resumed, False)
+    resumed.step()
+    assert resumed.param_groups[0]["capturable"] is False
+    assert int(resumed.state[param]["step"]) == 2
+
+
+def test_the_eager_loop_turns_a_resumed_capturable_flag_off() -> None:
+    cfg = TrainConfig(optimizer="rmsprop")
+    torch.manual_seed(0)
+    gan = build_gan(*build_models(ModelConfig()), cfg, torch.device("cpu"))
+    for group in gan.opt_d.param_groups:
+        group["capturable"] = True
+    iteration_for(gan, cfg, torch.device("cpu"), Replicas())
+    assert [g["capturable"] for g in gan.opt_d.param_groups + gan.opt_g.param_groups] == [
+        False,
+        False,
+    ]
+
+
+def test_set_capturable_moves_step_counters_beside_the_parameters() -> None:
+    param, saved = _saved_by_a_graphed_run()
+    optimizer = torch.optim.RMSprop([param], lr=0.1)
+    optimizer.load_state_dict(saved)
+    set_capturable(optimizer, True)
+    assert optimizer.param_groups[0]["capturable"] is True
+    assert optimizer.state[param]["step"].device == param.device
 
 
 def test_ema_follows_the_generator_updates_only() -> None:

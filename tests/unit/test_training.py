@@ -210,13 +210,14 @@ def _training_linear_dtypes(module: torch.nn.Module) -> set[torch.dtype]:
     return seen
 
 
+@pytest.mark.parametrize("loss", ["non_saturating", "wgan_gp"])
 @pytest.mark.parametrize(
     ("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)]
 )
 def test_precision_sets_the_forward_passes_dtype_and_keeps_fp32_weights(
-    precision: str, dtype: torch.dtype, images: torch.Tensor
+    precision: str, dtype: torch.dtype, loss: str, images: torch.Tensor
 ) -> None:
-    cfg = TrainConfig(epochs=2, batch_size=20, precision=precision, log_every=1)
+    cfg = TrainConfig(epochs=2, batch_size=20, precision=precision, loss=loss, log_every=1)
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_models(MODEL)
     gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
@@ -243,3 +244,21 @@ def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.Monk
         ganops.training.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        ({"avx2", "avx512f", "avx512bw"}, False),
+        ({"avx512_bf16"}, True),
+        ({"amx_bf16"}, True),
+        (None, True),
+    ],
+)
+def test_native_bf16_reads_the_cpu_flags(
+    flags: set[str] | None, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ganops.training
+
+    monkeypatch.setattr(ganops.training, "_cpu_flags", lambda: flags)
+    assert ganops.training.native_bf16(torch.device("cpu")) is native
