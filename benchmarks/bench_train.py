@@ -271,13 +271,14 @@ def _ablation_runner(logits: bool, sync_every_step: bool) -> Runner:
     return run
 
 
+GRAPH_ROW = "(e) + CUDA graph (GPU default)"
 ABLATION: dict[str, Runner] = {
     "classic": time_classic,
     "(a) device data, no DataLoader": _ablation_runner(logits=False, sync_every_step=True),
     "(b) + BCE-with-logits": _ablation_runner(logits=True, sync_every_step=True),
     "(c) + no per-step .item()": _ablation_runner(logits=True, sync_every_step=False),
     "(d) ganops' loop, eager": time_ganops_eager,
-    "(e) + CUDA graph (GPU default)": time_ganops,
+    GRAPH_ROW: time_ganops,
 }
 
 
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         dict(ABLATION) if args.ablation else {name: LOOPS[name] for name in args.loops}
     )
     if device.type != "cuda":  # identical to the eager row there
-        runners.pop("(e) + CUDA graph (GPU default)", None)
+        runners.pop(GRAPH_ROW, None)
     print(f"device: {device_name(device)}; torch {torch.__version__}", file=sys.stderr)
     results = {}
     for arch in archs:

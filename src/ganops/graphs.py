@@ -30,7 +30,7 @@ from torch.optim.swa_utils import AveragedModel
 from ganops.config import TrainConfig
 from ganops.distributed import Replicas
 from ganops.errors import GanopsError
-from ganops.training import GAN, train_iteration, update_ema_of
+from ganops.training import GAN, train_iteration
 
 WARMUP_ITERATIONS = 3
 
@@ -118,10 +118,7 @@ class GraphedIteration:
         key = update_generator
         if key not in self.graphs and self.eager_runs[key] < self.warmup:
             self.eager_runs[key] += 1
-            stats = self._eager(real, z, key, labels)
-            if update_generator:
-                update_ema_of(self.gan)
-            return stats
+            return self._eager(real, z, key, labels)
         self._fill(real, z, labels)
         if key not in self.graphs:
             self._capture(key)
@@ -131,10 +128,11 @@ class GraphedIteration:
         return self.outputs[key]
 
     def _eager(self, real: Tensor, z: Tensor, key: bool, labels: Tensor | None) -> Tensor:
+        """A warm-up iteration, the EMA update included (its first one is a copy)."""
         side = torch.cuda.Stream(device=real.device)
         side.wait_stream(torch.cuda.current_stream(real.device))
         with torch.cuda.stream(side):
-            stats = train_iteration(self.gan, real, z, self.cfg, key, labels, update_ema=False)
+            stats = train_iteration(self.gan, real, z, self.cfg, key, labels)
         torch.cuda.current_stream(real.device).wait_stream(side)
         return stats
 

@@ -228,12 +228,6 @@ def train_iteration(
     loss_g = (
         generator_step(gan, fake, cfg, labels) if update_generator else torch.zeros_like(d_stats[0])
     )
-    if update_generator and update_ema:
-        update_ema_of(gan)
-    return torch.stack([d_stats[0], loss_g, d_stats[1], d_stats[2]])
-
-
-def update_ema_of(gan: GAN) -> None:
-    """Move the generator EMA (if any) towards the generator's current weights."""
-    if gan.ema is not None:
+    if update_generator and update_ema and gan.ema is not None:
         gan.ema.update_parameters(gan.generator)
+    return torch.stack([d_stats[0], loss_g, d_stats[1], d_stats[2]])
