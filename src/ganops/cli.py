@@ -247,7 +247,7 @@ def params_command() -> None:
     """Print every params.yaml key with its type, default, allowed values and meaning.
 
     Generated from the config classes that validate params.yaml (a Markdown table; the
-    README's copy is checked against it by a test).
+    copy in docs/params.md is checked against it by a test).
     """
     from ganops.config import params_reference_markdown
 

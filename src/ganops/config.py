@@ -54,12 +54,17 @@ class DataConfig:
     test_subset: int = _spec(0, "Keep only the first N test images when preparing (0 = all).", ge=0)
 
 
-ARCHS = ("mlp", "dcgan")
+ARCHS = ("mlp", "dcgan", "tf_dcgan", "resnet")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = _spec("mlp", "Generator/discriminator pair.", choices=ARCHS)
+    arch: str = _spec(
+        "mlp",
+        "Generator/discriminator pair: the MLP, the small PyTorch DCGAN, the TensorFlow DCGAN "
+        "tutorial's pair, or a SNGAN-style residual pair (docs/models.md).",
+        choices=ARCHS,
+    )
     latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)
     g_hidden: tuple[int, ...] = _spec(
         (256, 512, 1024), "MLP generator hidden widths, input to output."
@@ -76,7 +81,14 @@ class ModelConfig:
     )
     d_dropout: float = _spec(0.3, "Dropout probability in the MLP discriminator.", ge=0.0, lt=1.0)
     dcgan_channels: int = _spec(
-        64, "DCGAN base width: G uses 2x this at 7x7, D uses 1x then 2x.", ge=1
+        64,
+        "DCGAN base width c. dcgan: G 2c at 7x7, D c then 2c. tf_dcgan: G 4c, 2c, c; D c, 2c "
+        "(64 = the TensorFlow tutorial).",
+        ge=1,
+    )
+    res_channels: int = _spec(64, "resnet: channels of every residual block.", ge=1)
+    res_blocks: int = _spec(
+        1, "resnet: residual blocks per resolution stage (the first of each resamples).", ge=1
     )
     spectral_norm: bool = _spec(False, "Spectral normalization on the discriminator's layers.")
     conditional: bool = _spec(
@@ -110,6 +122,34 @@ class TrainConfig:
     grad_clip_norm: float = _spec(0.0, "Clip gradient norm of both nets (0 = off).", ge=0.0)
     ema_decay: float = _spec(
         0.0, "EMA of generator weights used for samples and evaluation (0 = off).", ge=0.0, lt=1.0
+    )
+    ema_warmup: bool = _spec(
+        False,
+        "Ramp the EMA decay up as min(ema_decay, (1 + n) / (10 + n)) over its n updates, so the "
+        "average forgets the random initial weights quickly.",
+    )
+    r1_gamma: float = _spec(
+        0.0,
+        "R1 penalty weight: D's loss gains gamma / 2 * E||grad_x D(x)||^2 on real images "
+        "(Mescheder et al. 2018; 0 = off).",
+        ge=0.0,
+    )
+    r1_every: int = _spec(
+        1,
+        "Apply R1 every N discriminator steps, scaled by N (StyleGAN2's lazy regularisation).",
+        ge=1,
+    )
+    diffaugment: str = _spec(
+        "",
+        "Differentiable augmentation of every image D sees (Zhao et al. 2020): '' (off), "
+        "'translation', 'cutout' or 'translation,cutout'.",
+        choices=("", "translation", "cutout", "translation,cutout"),
+    )
+    lr_schedule: str = _spec(
+        "constant",
+        "Learning-rate schedule of both nets over the run: 'constant', or 'linear'/'cosine' "
+        "decay from lr_g/lr_d to 0 at the last step.",
+        choices=("constant", "linear", "cosine"),
     )
     log_every: int = _spec(50, "Generator steps between loss readings (one host sync each).", ge=1)
     grid_size: int = _spec(64, "Images in the fixed-noise sample grid logged every epoch.", ge=1)
@@ -407,7 +447,7 @@ def params_reference() -> list[dict[str, str]]:
 
 
 def params_reference_markdown() -> str:
-    """``params_reference()`` as a Markdown table (the README's copy is checked against it)."""
+    """``params_reference()`` as a Markdown table (docs/params.md's copy is checked against it)."""
     lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
     for row in params_reference():
         cells = [f"`{row['key']}`", row["type"], f"`{row['default']}`", row["allowed"]]

@@ -17,6 +17,12 @@ class GanopsError(Exception):
     exit_code = 1
 
 
+class Interrupted(GanopsError):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (exit 130, as a shell's)."""
+
+    exit_code = 130
+
+
 class ConfigError(GanopsError):
     """A params.yaml value (or the file itself) is not acceptable."""
 

@@ -44,9 +44,22 @@ def unsupported_reason(device: torch.device, replicas: Replicas) -> str | None:
     return None
 
 
+def eager_only_reason(cfg: TrainConfig) -> str | None:
+    """Why this config needs eager iterations: what changes from one iteration to the next on
+    the host (a learning rate, the EMA's warm-up decay, whether lazy R1 is due) would be frozen
+    into a graph at capture."""
+    if cfg.lr_schedule != "constant":
+        return f"train.lr_schedule is {cfg.lr_schedule!r} (the learning rate changes every step)"
+    if cfg.ema_decay > 0 and cfg.ema_warmup:
+        return "train.ema_warmup is on (the EMA decay changes every step)"
+    if cfg.r1_gamma > 0 and cfg.r1_every > 1:
+        return f"train.r1_every is {cfg.r1_every} (lazy R1 runs on some steps only)"
+    return None
+
+
 def use_cuda_graph(cfg: TrainConfig, device: torch.device, replicas: Replicas) -> bool:
     """Whether to replay iterations as CUDA graphs; ``on`` where impossible is an error."""
-    reason = unsupported_reason(device, replicas)
+    reason = unsupported_reason(device, replicas) or eager_only_reason(cfg)
     if cfg.cuda_graph == "on" and reason is not None:
         raise GanopsError(
             f"train.cuda_graph is 'on' but {reason}; set train.cuda_graph to 'auto' "

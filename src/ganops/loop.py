@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from ganops.config import TrainConfig
 from ganops.distributed import Replicas
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, Interrupted
 from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
-from ganops.training import GAN, train_iteration
+from ganops.training import GAN, set_learning_rates, train_iteration
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 
@@ -156,10 +156,6 @@ def iteration_for(
     return eager
 
 
-class Interrupted(GanopsError):
-    exit_code = 130
-
-
 def fit(
     gan: GAN,
     images: Tensor,
@@ -187,6 +183,7 @@ def fit(
         rng.set_state(state.rng_state)
     state.sums = torch.zeros(4, device=device) if state.sums is None else state.sums.to(device)
     iterate = iteration_for(gan, cfg, device, replicas)
+    total_steps = per_epoch * cfg.epochs
     postfix = ""
     while state.epoch <= cfg.epochs:
         if state.order is None:
@@ -198,11 +195,13 @@ def fit(
             real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0
+            if cfg.lr_schedule != "constant":
+                set_learning_rates(gan, cfg, state.step, total_steps)
             state.sums += iterate(real, z, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1
             state.iterations += 1
             state.g_updates += update_generator
-            if state.step % cfg.log_every == 0 or state.step == per_epoch * cfg.epochs:
+            if state.step % cfg.log_every == 0 or state.step == total_steps:
                 stats = _read_interval(state, replicas)
                 state.history.append({"step": state.step, "epoch": state.epoch, **stats})
                 hooks.logger.log_stats(stats, step=state.step, epoch=state.epoch)

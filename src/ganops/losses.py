@@ -61,3 +61,13 @@ def real_probability(loss: str, logits: Tensor) -> Tensor:
     """What the D(x)/D(G(z)) curves show: sigmoid(logit) for the probabilistic losses, the raw
     critic score for the others (a WGAN critic output is not a probability)."""
     return torch.sigmoid(logits) if loss in ("minimax", "non_saturating") else logits
+
+
+def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real images, without the gamma / 2.
+
+    ``real`` must require grad and ``real_logits`` come from it: the gradient is taken through
+    D's forward pass (create_graph, so the penalty itself is trained on).
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(dim=1).mean()

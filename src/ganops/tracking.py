@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
-from ganops.errors import TrackingError
+from ganops.errors import Interrupted, TrackingError
 from ganops.images import grid_array
-from ganops.loop import Interrupted
 from ganops.outbox import Item, Outbox
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +17,15 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ganops.augment import diff_augment, parse_policy
 from ganops.config import TrainConfig
-from ganops.losses import discriminator_loss, generator_loss, gradient_penalty, real_probability
+from ganops.losses import (
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+    real_probability,
+)
 
 
 @dataclass
@@ -31,6 +40,8 @@ class GAN:
     # DistributedDataParallel wrappers of (generator, discriminator) under torchrun: the
     # training step calls these, so gradients are averaged across processes.
     wrapped: tuple[nn.Module, nn.Module] | None = None
+    # Discriminator updates so far (checkpointed): lazy R1 runs on every r1_every-th.
+    d_updates: int = 0
 
     @property
     def train_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -71,9 +82,8 @@ def build_gan(
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = None
     if cfg.ema_decay > 0:
-        ema = AveragedModel(
-            generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
-        )
+        average = (ema_with_warmup if cfg.ema_warmup else get_ema_multi_avg_fn)(cfg.ema_decay)
+        ema = AveragedModel(generator, multi_avg_fn=average, use_buffers=True)
     return GAN(
         generator=generator,
         discriminator=discriminator,
@@ -81,6 +91,43 @@ def build_gan(
         opt_d=make_optimizer(list(discriminator.parameters()), cfg, cfg.lr_d, device),
         ema=ema,
     )
+
+
+TensorList = tuple[Tensor, ...] | list[Tensor]
+
+
+def ema_with_warmup(decay: float) -> Callable[[TensorList, TensorList, Tensor | int], None]:
+    """An ``AveragedModel`` multi_avg_fn whose decay ramps up as min(decay, (1 + n) / (10 + n))
+    over its ``n`` earlier updates (TensorFlow's ExponentialMovingAverage with num_updates):
+    0.18 at the second update, 0.9 at the 81st, ``decay`` from then on for 0.999 by 8,991."""
+
+    @torch.no_grad()
+    def average(ema: TensorList, current: TensorList, num_averaged: Tensor | int) -> None:
+        if not ema[0].is_floating_point():  # BatchNorm's step counters: take the latest
+            torch._foreach_copy_(ema, current)
+            return
+        n = float(num_averaged)
+        torch._foreach_lerp_(ema, current, 1 - min(decay, (1 + n) / (10 + n)))
+
+    return average
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The learning rate at ``step`` (0-based) of ``total_steps``, as a fraction of the base."""
+    progress = min(step / max(total_steps, 1), 1.0)
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def set_learning_rates(gan: GAN, cfg: TrainConfig, step: int, total_steps: int) -> None:
+    """Both optimizers' learning rates for ``step`` under ``train.lr_schedule``."""
+    factor = lr_factor(cfg.lr_schedule, step, total_steps)
+    for optimizer, base in ((gan.opt_g, cfg.lr_g), (gan.opt_d, cfg.lr_d)):
+        for group in optimizer.param_groups:
+            group["lr"] = base * factor
 
 
 def forward_precision(
@@ -147,15 +194,23 @@ def discriminator_step(
     """
     fake = fake.detach()  # D's update must not reach into G's graph
     discriminator = gan.train_modules[1]
+    policy = parse_policy(cfg.diffaugment)
+    r1_due = cfg.r1_gamma > 0 and gan.d_updates % cfg.r1_every == 0
+    if r1_due:  # the penalty differentiates D(x) with respect to the real images x
+        real = real.detach().requires_grad_(True)
     with forward_precision(cfg, real.device):
         if gan.d_rows_independent:  # one forward (and backward) pass instead of two
             both = None if labels is None else torch.cat([labels, labels])
-            logits = _full(discriminator(torch.cat([real, fake]), both))
+            logits = _full(discriminator(diff_augment(torch.cat([real, fake]), policy), both))
             real_logits, fake_logits = logits.split(len(real))
         else:
-            real_logits = _full(discriminator(real, labels))
-            fake_logits = _full(discriminator(fake, labels))
+            real_logits = _full(discriminator(diff_augment(real, policy), labels))
+            fake_logits = _full(discriminator(diff_augment(fake, policy), labels))
         loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
+    if r1_due:  # lazy: every r1_every-th step, scaled by the interval (StyleGAN2)
+        weight = cfg.r1_gamma / 2 * cfg.r1_every
+        loss = loss + weight * r1_penalty(real_logits, real)
+    gan.d_updates += 1
     if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
         def critic(images: Tensor) -> Tensor:
@@ -193,7 +248,8 @@ def generator_step(
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
     try:
         with forward_precision(cfg, fake.device):
-            loss = generator_loss(cfg.loss, _full(gan.discriminator(fake, labels)))
+            augmented = diff_augment(fake, parse_policy(cfg.diffaugment))
+            loss = generator_loss(cfg.loss, _full(gan.discriminator(augmented, labels)))
     finally:
         gan.discriminator.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)

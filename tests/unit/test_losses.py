@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ganops.config import LOSSES
-from ganops.losses import discriminator_loss, generator_loss, gradient_penalty
+from ganops.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
 
 
 def softplus(x: float) -> float:
@@ -90,3 +90,21 @@ def test_gradient_penalty_is_zero_for_a_unit_norm_critic_and_one_for_norm_two() 
             return x.flatten(1) @ w
 
         assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_r1_is_the_squared_input_gradient_of_d_on_reals() -> None:
+    """For a linear D(x) = <w, x> + b the input gradient is w for every image: R1 = ||w||^2."""
+    torch.manual_seed(0)
+    weight = torch.randn(1, 1, 4, 4)
+    real = torch.randn(3, 1, 4, 4, requires_grad=True)
+    logits = (real * weight).sum(dim=(1, 2, 3)) + 0.5
+    assert r1_penalty(logits, real).item() == pytest.approx(weight.square().sum().item(), 1e-6)
+
+
+def test_r1_penalty_is_trained_on() -> None:
+    """The penalty keeps its graph (create_graph), so D's weights get its gradient."""
+    weight = torch.tensor([[2.0, -1.0]], requires_grad=True)
+    real = torch.randn(5, 2, requires_grad=True)
+    penalty = r1_penalty((real @ weight.T).squeeze(1), real)  # ||w||^2 = 5
+    (grad,) = torch.autograd.grad(penalty, weight)
+    assert grad[0].tolist() == pytest.approx([4.0, -2.0])  # d||w||^2 / dw = 2w

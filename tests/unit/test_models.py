@@ -6,15 +6,17 @@ import pytest
 import torch
 from torch import nn
 
-from ganops.config import ModelConfig, TrainConfig
+from ganops.config import ARCHS, ModelConfig, TrainConfig
 from ganops.models import Dropout, build_models
 from ganops.reference import build_classic_gan
 
 
-@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("spectral_norm", [False, True])
 def test_shapes_and_output_range(arch: str, spectral_norm: bool) -> None:
-    cfg = ModelConfig(arch=arch, latent_dim=16, dcgan_channels=8, spectral_norm=spectral_norm)
+    cfg = ModelConfig(
+        arch=arch, latent_dim=16, dcgan_channels=8, res_channels=8, spectral_norm=spectral_norm
+    )
     generator, discriminator = build_models(cfg)
     images = generator(torch.randn(5, 16))
     assert images.shape == (5, 1, 28, 28)
@@ -49,9 +51,9 @@ def test_dcgan_init_follows_the_paper() -> None:
     assert abs(norm.weight.mean().item() - 1.0) < 0.02
 
 
-@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_conditional_models_depend_on_the_label(arch: str) -> None:
-    cfg = ModelConfig(arch=arch, latent_dim=16, dcgan_channels=8, conditional=True)
+    cfg = ModelConfig(arch=arch, latent_dim=16, dcgan_channels=8, res_channels=8, conditional=True)
     torch.manual_seed(0)
     generator, discriminator = build_models(cfg)
     generator.eval()
@@ -111,3 +113,56 @@ def test_the_classic_loop_uses_torchs_own_dropout() -> None:
     layers = [m for m in classic.discriminator.modules() if isinstance(m, nn.Dropout)]
     assert [type(m) for m in layers] == [nn.Dropout] * 3
     assert [m.p for m in layers] == [0.3, 0.3, 0.3]
+
+
+def _trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_tf_dcgan_is_the_tensorflow_tutorials_pair() -> None:
+    """Parameter counts and layer shapes as the tutorial's `model.summary()` prints them: G
+    2,305,472 trainable (dense 7x7x256, ConvT 128/64/1 with 5x5 kernels, no biases), D 212,865."""
+    generator, discriminator = build_models(ModelConfig(arch="tf_dcgan"))
+    assert _trainable(generator) == 2_305_472
+    assert _trainable(discriminator) == 212_865
+    convs = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.out_channels, m.stride[0], m.bias) for m in convs] == [
+        (128, 1, None),
+        (64, 2, None),
+        (1, 2, None),
+    ]
+    norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+    assert all(m.momentum == 0.01 and m.eps == 1e-3 for m in norms)  # Keras' defaults
+    slopes = {m.negative_slope for m in generator.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.3}
+    dropouts = [m.p for m in discriminator.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.3, 0.3]
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_resnet_width_and_depth_come_from_params(blocks: int) -> None:
+    cfg = ModelConfig(arch="resnet", latent_dim=8, res_channels=12, res_blocks=blocks)
+    generator, discriminator = build_models(cfg)
+    g_convs = [
+        m for m in generator.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+    # Per block two 3x3 convs; 3 stages of `blocks` blocks with 2 upsampling ones, + the last.
+    assert len(g_convs) == 2 * (3 * blocks - 1) + 1
+    assert {m.out_channels for m in g_convs[:-1]} == {12}
+    d_convs = [
+        m for m in discriminator.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+    assert len(d_convs) == 2 * (2 * blocks)
+    images = generator(torch.randn(3, 8))
+    assert images.shape == (3, 1, 28, 28) and discriminator(images).shape == (3,)
+
+
+def test_glorot_init_for_the_keras_and_sngan_pairs() -> None:
+    """xavier-uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), so std = a / sqrt(3)."""
+    torch.manual_seed(0)
+    _, discriminator = build_models(ModelConfig(arch="tf_dcgan"))
+    conv = [m for m in discriminator.modules() if isinstance(m, nn.Conv2d)][1]  # 64 -> 128, 5x5
+    bound = (6 / (64 * 25 + 128 * 25)) ** 0.5
+    assert conv.weight.abs().max().item() <= bound
+    assert conv.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.02)
+    assert conv.bias is not None and not conv.bias.any()

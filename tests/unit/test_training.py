@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ganops.config import LOSSES, ModelConfig, TrainConfig
-from ganops.errors import GanopsError
-from ganops.loop import Hooks, Interrupted, LoopState, NullLogger, fit
+from ganops.errors import GanopsError, Interrupted
+from ganops.loop import Hooks, LoopState, NullLogger, fit
 from ganops.models import build_models
 from ganops.training import build_gan
 
@@ -262,3 +262,76 @@ def test_native_bf16_reads_the_cpu_flags(
 
     monkeypatch.setattr(ganops.training, "_cpu_flags", lambda: flags)
     assert ganops.training.native_bf16(torch.device("cpu")) is native
+
+
+def test_ema_warmup_ramps_the_decay_up() -> None:
+    """Update 1 copies; update n + 1 uses min(decay, (1 + n) / (10 + n)) of the old average."""
+    cfg = TrainConfig(ema_decay=0.999, ema_warmup=True)
+    generator, discriminator = build_models(MODEL)
+    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
+    assert gan.ema is not None
+    weight = next(gan.generator.parameters())
+    averaged = next(gan.ema.module.parameters())
+    values = [1.0, 3.0, 5.0]
+    for value in values:
+        with torch.no_grad():
+            weight.fill_(value)
+        gan.ema.update_parameters(gan.generator)
+    beta1, beta2 = 2 / 11, 3 / 12
+    expected = (beta1 * 1.0 + (1 - beta1) * 3.0) * beta2 + (1 - beta2) * 5.0
+    assert averaged.flatten()[0].item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "middle", "last"),
+    [
+        ("constant", 1.0, 1.0),
+        ("linear", 0.5, 0.25),
+        ("cosine", 0.5, (1 + math.cos(0.75 * math.pi)) / 2),
+    ],
+)
+def test_lr_schedules(schedule: str, middle: float, last: float, images: torch.Tensor) -> None:
+    from ganops.training import lr_factor
+
+    assert lr_factor(schedule, 0, 4) == 1.0
+    assert lr_factor(schedule, 2, 4) == pytest.approx(middle)
+    # Through the loop: 100 images / batch 25 = 4 steps; the last one trains at step 3 of 4.
+    cfg = TrainConfig(epochs=1, batch_size=25, lr_schedule=schedule, lr_g=0.001, lr_d=0.002)
+    torch.manual_seed(0)
+    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    fit(gan, images, cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(1, 8))
+    assert gan.opt_g.param_groups[0]["lr"] == pytest.approx(0.001 * last)
+    assert gan.opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * last)
+
+
+def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tensor) -> None:
+    """D = w2 * LeakyReLU(<w1, x> + b1) + b2 has input gradient w2 * slope(x) * w1, so R1 is
+    mean((w2 * slope)^2) * ||w1||^2; with gamma 3 every 2 steps D's loss gains 3 / 2 * 2 * R1
+    on steps 1 and 3 only (lr ~0 keeps the weights fixed)."""
+    from ganops.training import discriminator_step
+
+    model = ModelConfig(latent_dim=8, g_hidden=(32,), d_hidden=(1,), d_dropout=0.0)
+    real, fake = images[:8], images[8:16]
+    losses = {}
+    for gamma in (0.0, 3.0):
+        torch.manual_seed(0)
+        cfg = TrainConfig(r1_gamma=gamma, r1_every=2, lr_d=1e-12)
+        gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+        losses[gamma] = [discriminator_step(gan, real, fake, cfg)[0].item() for _ in range(3)]
+        assert gan.d_updates == 3
+    first, last = (m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear))
+    hidden = first(real.flatten(1)).squeeze(1)
+    slope = torch.where(hidden > 0, 1.0, 0.2)
+    r1 = ((last.weight * slope) ** 2).mean() * first.weight.square().sum()
+    penalties = [b - a for a, b in zip(losses[0.0], losses[3.0], strict=True)]
+    assert penalties == pytest.approx([3.0 * r1.item(), 0.0, 3.0 * r1.item()], rel=1e-4, abs=1e-6)
+
+
+def test_lazy_r1_ema_warmup_and_schedules_train_eagerly() -> None:
+    from ganops.graphs import eager_only_reason
+
+    assert eager_only_reason(TrainConfig()) is None
+    assert "lr_schedule" in str(eager_only_reason(TrainConfig(lr_schedule="cosine")))
+    assert "ema_warmup" in str(eager_only_reason(TrainConfig(ema_decay=0.9, ema_warmup=True)))
+    assert "r1_every" in str(eager_only_reason(TrainConfig(r1_gamma=1.0, r1_every=4)))
+    assert eager_only_reason(TrainConfig(r1_gamma=1.0, r1_every=1)) is None

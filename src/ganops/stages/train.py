@@ -85,6 +85,7 @@ def _gan_state(gan: GAN) -> dict[str, Any]:
         "opt_g": gan.opt_g.state_dict(),
         "opt_d": gan.opt_d.state_dict(),
         "ema": gan.ema.state_dict() if gan.ema is not None else None,
+        "d_updates": gan.d_updates,
     }
 
 
@@ -95,6 +96,7 @@ def _restore(gan: GAN, blob: dict[str, Any]) -> LoopState:
     gan.opt_d.load_state_dict(blob["opt_d"])
     if gan.ema is not None and blob["ema"] is not None:
         gan.ema.load_state_dict(blob["ema"])
+    gan.d_updates = int(blob.get("d_updates", 0))  # absent before lazy R1 existed
     torch.set_rng_state(blob["torch_rng"])  # dropout draws continue where they stopped
     if blob.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(blob["cuda_rng"])

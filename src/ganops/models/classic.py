@@ -1,5 +1,5 @@
-"""Generators and discriminators. Discriminators return raw logits (no Sigmoid): every loss
-in ``ganops.losses`` is computed from logits, which is numerically stable."""
+"""The classic pairs: the MLP GAN of the original tutorials and the small PyTorch-DCGAN pair,
+plus the helpers every family shares (labels, spectral norm, dropout, initialisation)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ IMAGE_SIZE = 28 * 28
 NUM_CLASSES = 10  # MNIST digits and Fashion-MNIST classes alike
 
 
-def _one_hot(labels: torch.Tensor | None, conditional: bool) -> torch.Tensor | None:
+def one_hot_labels(labels: torch.Tensor | None, conditional: bool) -> torch.Tensor | None:
     """Class labels (B,) as float one-hot (B, 10) for a conditional net; None otherwise.
 
     Conditioning by concatenating a one-hot label is the cGAN of Mirza & Osindero (2014).
@@ -27,11 +27,22 @@ def _one_hot(labels: torch.Tensor | None, conditional: bool) -> torch.Tensor | N
     return nn.functional.one_hot(labels, NUM_CLASSES).float()
 
 
-def _with_labels(inputs: torch.Tensor, one_hot: torch.Tensor | None) -> torch.Tensor:
+def with_labels(inputs: torch.Tensor, one_hot: torch.Tensor | None) -> torch.Tensor:
     return inputs if one_hot is None else torch.cat([inputs, one_hot], dim=1)
 
 
-def _maybe_sn(layer: nn.Module, enabled: bool) -> nn.Module:
+def with_label_planes(
+    images: torch.Tensor, labels: torch.Tensor | None, conditional: bool
+) -> torch.Tensor:
+    """A conv discriminator's input: the one-hot label as 10 constant planes beside the image."""
+    one_hot = one_hot_labels(labels, conditional)
+    if one_hot is None:
+        return images
+    planes = one_hot[:, :, None, None].expand(-1, -1, *images.shape[2:])
+    return torch.cat([images, planes], dim=1)  # (B, 1 + 10, H, W)
+
+
+def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
     return spectral_norm(layer) if enabled else layer
 
 
@@ -69,7 +80,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = _with_labels(z, _one_hot(labels, self.conditional))
+        z = with_labels(z, one_hot_labels(labels, self.conditional))
         return self.net(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28)
 
 
@@ -82,15 +93,18 @@ class MLPDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         width = IMAGE_SIZE + NUM_CLASSES * cfg.conditional
         for hidden in cfg.d_hidden:
-            layers += [_maybe_sn(nn.Linear(width, hidden), cfg.spectral_norm), nn.LeakyReLU(0.2)]
+            layers += [
+                maybe_spectral_norm(nn.Linear(width, hidden), cfg.spectral_norm),
+                nn.LeakyReLU(0.2),
+            ]
             if cfg.d_dropout > 0:
                 layers.append(Dropout(cfg.d_dropout))
             width = hidden
-        layers.append(_maybe_sn(nn.Linear(width, 1), cfg.spectral_norm))
+        layers.append(maybe_spectral_norm(nn.Linear(width, 1), cfg.spectral_norm))
         self.net = nn.Sequential(*layers)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = _with_labels(images.flatten(1), _one_hot(labels, self.conditional))
+        x = with_labels(images.flatten(1), one_hot_labels(labels, self.conditional))
         return self.net(x).squeeze(1)  # (B,)
 
 
@@ -117,7 +131,7 @@ class DCGANGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = _with_labels(z, _one_hot(labels, self.conditional))
+        z = with_labels(z, one_hot_labels(labels, self.conditional))
         return self.net(self.project(z).view(-1, self.width, 7, 7))  # (B, 2c, 7, 7) in
 
 
@@ -133,30 +147,22 @@ class DCGANDiscriminator(nn.Module):
         self.conditional = cfg.conditional
         in_channels = 1 + NUM_CLASSES * cfg.conditional
         self.net = nn.Sequential(
-            _maybe_sn(nn.Conv2d(in_channels, c, kernel_size=4, stride=2, padding=1), sn),
+            maybe_spectral_norm(nn.Conv2d(in_channels, c, kernel_size=4, stride=2, padding=1), sn),
             nn.LeakyReLU(0.2),  # (B, c, 14, 14)
-            _maybe_sn(nn.Conv2d(c, 2 * c, kernel_size=4, stride=2, padding=1), sn),
+            maybe_spectral_norm(nn.Conv2d(c, 2 * c, kernel_size=4, stride=2, padding=1), sn),
             nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
             nn.Flatten(),
-            _maybe_sn(nn.Linear(2 * c * 7 * 7, 1), sn),
+            maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        one_hot = _one_hot(labels, self.conditional)
-        if one_hot is not None:
-            planes = one_hot[:, :, None, None].expand(-1, -1, *images.shape[2:])
-            images = torch.cat([images, planes], dim=1)  # (B, 11, 28, 28)
-        return self.net(images).squeeze(1)  # (B,)
+        return self.net(with_label_planes(images, labels, self.conditional)).squeeze(1)  # (B,)
 
 
 def dcgan_init(module: nn.Module) -> None:
     """DCGAN paper init: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02) and bias 0."""
     if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        # Under spectral norm, ``weight`` is computed; initialise the stored original instead.
-        weight: torch.Tensor = module.weight  # type: ignore[assignment]
-        if parametrize.is_parametrized(module, "weight"):
-            weight = module.parametrizations.weight.original  # type: ignore[union-attr,assignment]
-        nn.init.normal_(weight, 0.0, 0.02)
+        nn.init.normal_(_stored_weight(module), 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
@@ -164,11 +170,16 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def build_models(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator) for ``cfg.arch``, freshly initialised on the CPU."""
-    if cfg.arch == "mlp":
-        return MLPGenerator(cfg), MLPDiscriminator(cfg)
-    generator, discriminator = DCGANGenerator(cfg), DCGANDiscriminator(cfg)
-    generator.apply(dcgan_init)
-    discriminator.apply(dcgan_init)
-    return generator, discriminator
+def _stored_weight(module: nn.Module) -> torch.Tensor:
+    """The tensor to initialise: under spectral norm ``weight`` is computed, so the original."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original  # type: ignore[union-attr,return-value]
+    return module.weight  # type: ignore[return-value]
+
+
+def glorot_init(module: nn.Module) -> None:
+    """Keras' default (and SNGAN's) init: glorot/xavier-uniform weights, zero biases."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.xavier_uniform_(_stored_weight(module))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
