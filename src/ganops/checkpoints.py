@@ -124,7 +124,24 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
             f"{path}: {what} but its stored config says model.arch={model_cfg.arch!r} "
             f"(the file is inconsistent; train again to rewrite it) ({first})"
         ) from None
+    _check_finite(generator, path)
     return generator.eval(), model_cfg
+
+
+def _check_finite(module: nn.Module, path: Path) -> None:
+    """Refuse NaN/inf weights: they would give black (NaN -> 0) images a finite FID."""
+    import torch
+
+    bad = [
+        name
+        for name, tensor in module.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensors hold NaN or inf values (first: {bad[0]}); "
+            "the training run diverged. Train again, e.g. with a lower train.lr_g/train.lr_d"
+        )
 
 
 def _weights_arch(state: dict[str, Any], model_cfg: ModelConfig) -> str | None:

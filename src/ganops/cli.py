@@ -278,6 +278,9 @@ def gate(
     train_out: Annotated[
         Path, typer.Option(help="Train stage outputs (its mlflow_run.json names the run).")
     ] = Path("outputs/train"),
+    models: Annotated[
+        Path, typer.Option(help="Train stage models (the generator the run reference names).")
+    ] = Path("models"),
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Pass or fail the model on its metrics: exit 0 pass, 1 fail, 2 bad input.
@@ -290,7 +293,9 @@ def gate(
     from ganops import gate as gating
 
     config = _params(params)
-    target = gating.promotion_target(config.tracking, train_out) if promote else None
+    target = None
+    if promote:
+        target = gating.promotion_target(config.tracking, train_out, models / "generator.pt")
     gating.run(config.gate, metrics, baseline, Path.cwd(), summary)
     if target is not None:
         gating.promote(config.tracking, target)

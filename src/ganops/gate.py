@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ganops import run_reference
 from ganops.config import GateConfig, TrackingConfig
 from ganops.errors import DataError, GanopsError
 from ganops.metrics.names import family_of
@@ -218,21 +219,18 @@ def run(
     return results
 
 
-def promotion_target(cfg: TrackingConfig, train_dir: Path) -> dict[str, str]:
-    """The tracked training run whose registered generator ``--promote`` would promote;
-    checked before gating, so a bad setup is exit 2, not a gate result."""
+def promotion_target(cfg: TrackingConfig, train_dir: Path, generator: Path) -> dict[str, str]:
+    """The tracked training run of ``generator`` whose registered model ``--promote`` would
+    promote; checked before gating, so a bad setup is exit 2, not a gate result."""
     if not cfg.enabled or not cfg.registered_model:
         raise DataError("--promote needs tracking.enabled: true and a tracking.registered_model")
-    run_file = train_dir / "mlflow_run.json"
-    try:
-        run_ref = json.loads(run_file.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    run_ref = run_reference.read(train_dir, generator)
+    if run_ref is None:
         raise DataError(
-            f"{run_file}: no readable MLflow run reference; run `dvc repro` first"
-        ) from None
-    if not isinstance(run_ref, dict) or not run_ref.get("run_id"):
-        raise DataError(f"{run_file}: the training run was not tracked; nothing to promote")
-    return {"run_id": str(run_ref["run_id"]), "uri": str(run_ref.get("uri", ""))}
+            f"{train_dir / run_reference.FILE_NAME}: no tracked training run recorded for "
+            f"{generator}; nothing to promote (train with tracking.enabled: true first)"
+        )
+    return run_ref
 
 
 def promote(cfg: TrackingConfig, run_ref: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -105,3 +106,12 @@ def write_text(text: str, final: Path) -> None:
     """Write ``text`` to ``final`` atomically."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, hex; read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -75,3 +75,15 @@ def test_a_training_checkpoint_is_not_taken_for_a_generator(tmp_path: Path) -> N
     _interrupted(path)
     with pytest.raises(CheckpointError, match=r"format 'ganops-checkpoint/1', expected"):
         load_generator(path)
+
+
+def test_a_generator_with_nan_weights_is_refused(tmp_path: Path) -> None:
+    """NaN pixels become 0 in the uint8 cast: such a generator would get a finite FID."""
+    params = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
+    generator, _ = build_models(params.model)
+    with torch.no_grad():
+        next(generator.parameters())[0] = float("nan")
+    path = tmp_path / "generator.pt"
+    save_generator(generator, params, path)
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        load_generator(path)

@@ -295,3 +295,28 @@ def test_generated_count_must_match_real_count(
     with pytest.raises(ValueError, match="more than 2 generated images"):
         features(mnist[:6], mnist[:2], weights, batch_size=1)
     assert sum(extracted) == 4  # 2 real, then stopped at the first surplus generated image
+
+
+def test_an_edited_feature_cache_is_recomputed_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One row overwritten in place (key and format untouched) no longer matches the digest
+    the cache was written with: recomputed, never a silently wrong FID."""
+    path = tmp_path / "real.pt"
+    save_real_features(path, "k", torch.randn(5, FEATURE_DIM))
+    blob = torch.load(path, weights_only=True)
+    blob["features"][0] = 100.0
+    torch.save(blob, path)
+    with caplog.at_level(logging.WARNING, logger="ganops.metrics.features"):
+        assert load_real_features(path, "k", expected_count=5) is None
+    assert "do not match its digest" in caplog.text
+
+
+def test_the_cache_key_changes_with_the_real_images() -> None:
+    from ganops.metrics.features import tensor_digest
+
+    images = torch.rand(4, 1, 28, 28) * 2 - 1
+    other = images.clone()
+    other[0, 0, 0, 0] = -other[0, 0, 0, 0]
+    assert tensor_digest(images) == tensor_digest(images.clone())
+    assert tensor_digest(images) != tensor_digest(other)

@@ -137,14 +137,38 @@ def test_a_baseline_without_newer_metrics_compares_what_both_have() -> None:
 
 
 def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> None:
+    from ganops import run_reference
     from ganops.config import TrackingConfig
 
+    generator = tmp_path / "generator.pt"
+    generator.write_bytes(b"weights")
     with pytest.raises(DataError, match=r"needs tracking\.enabled: true"):
-        gate.promotion_target(TrackingConfig(registered_model=""), tmp_path)
-    with pytest.raises(DataError, match="no readable MLflow run reference"):
-        gate.promotion_target(TrackingConfig(), tmp_path)
-    (tmp_path / "mlflow_run.json").write_text('{"run_id": null, "uri": null}', encoding="utf-8")
-    with pytest.raises(DataError, match="was not tracked"):
-        gate.promotion_target(TrackingConfig(), tmp_path)
-    (tmp_path / "mlflow_run.json").write_text('{"run_id": "abc", "uri": "u"}', encoding="utf-8")
-    assert gate.promotion_target(TrackingConfig(), tmp_path) == {"run_id": "abc", "uri": "u"}
+        gate.promotion_target(TrackingConfig(registered_model=""), tmp_path, generator)
+    with pytest.raises(DataError, match="no tracked training run recorded"):
+        gate.promotion_target(TrackingConfig(), tmp_path, generator)
+    run_reference.write(tmp_path, {}, generator)
+    with pytest.raises(DataError, match="no tracked training run recorded"):
+        gate.promotion_target(TrackingConfig(), tmp_path, generator)
+    run_reference.write(tmp_path, {"run_id": "abc", "uri": "u"}, generator)
+    assert gate.promotion_target(TrackingConfig(), tmp_path, generator) == {
+        "run_id": "abc",
+        "uri": "u",
+    }
+
+
+def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) -> None:
+    """The interrupted-train case: a new generator.pt beside the previous run's reference
+    must not be promoted (or scored) as that run."""
+    from ganops import run_reference
+    from ganops.config import TrackingConfig
+
+    generator = tmp_path / "generator.pt"
+    generator.write_bytes(b"old weights")
+    run_reference.write(tmp_path, {"run_id": "old-run", "uri": "u"}, generator)
+    generator.write_bytes(b"new weights")
+    with pytest.raises(DataError, match="written for another generator"):
+        gate.promotion_target(TrackingConfig(), tmp_path, generator)
+    with pytest.raises(DataError, match="written for another generator"):
+        run_reference.read(tmp_path, generator)
+    run_reference.clear(tmp_path)
+    assert run_reference.read(tmp_path, generator) is None

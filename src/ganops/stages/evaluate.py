@@ -6,13 +6,14 @@ precision/recall; the class-metrics classifier gives the class report and ``fcd_
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ganops import run_reference
 from ganops.checkpoints import load_generator
 from ganops.classifier import Classifier, classify, load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, Params
@@ -62,7 +63,13 @@ def run(
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
+    for stale in cache_dir.glob(".*.tmp"):  # a conversion or cache write cut short by kill -9
+        stale.unlink()
     generator = None if floor else load_generator(models_dir / "generator.pt")
+    # Checked before minutes of Inception: the metrics must go to this generator's own run.
+    run_ref = None
+    if not floor and params.tracking.enabled:
+        run_ref = run_reference.read(train_dir, models_dir / "generator.pt")
     real, real_labels = _real_test_images(data_dir, cfg.num_samples)
     train_images, train_labels = load_prepared(data_dir / "train.pt")
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
@@ -71,16 +78,19 @@ def run(
         fakes = _floor_images(train_images, cfg.num_samples)
     else:
         fakes = _generate(*generator, real_labels, cfg, device)
-    metrics = _inception_metrics(params, data_dir, cache_dir, fakes, real, device)
+    metrics = _inception_metrics(params, cache_dir, fakes, real, device)
     if classifier is not None:
         class_metrics, counts, share = _class_metrics(classifier, fakes, real, train_labels, cfg)
         metrics.update(class_metrics)
         if not floor:
             write_text(_classes_csv(counts, share), out_dir / "classes.csv")
     metrics["num_samples"] = cfg.num_samples
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:  # never a number in metrics.json that a gate could misread
+        raise DataError(f"metrics {', '.join(bad)} are not finite; nothing was written")
     write_json(metrics, out_dir / ("floor.json" if floor else "metrics.json"))
     if not floor:
-        _log(params, train_dir, metrics)
+        _log(params, run_ref, metrics)
     what = "real training" if floor else "generated"
     print(f"{cfg.num_samples} {what} vs {cfg.num_samples} real test images ({device}):")
     for name, value in metrics.items():
@@ -140,26 +150,31 @@ def _generate(
         cfg.seed,
         classes if model_cfg.conditional else None,
     )
-    return torch.cat([batch.cpu() for batch in batches])
+    images = torch.cat([batch.cpu() for batch in batches])
+    if not bool(torch.isfinite(images).all()):  # NaN pixels would score as black ones
+        raise DataError(
+            "the generator produced NaN or inf pixels; it cannot be scored. Train again "
+            "(e.g. with a lower train.lr_g/train.lr_d)"
+        )
+    return images
 
 
 def _inception_metrics(
     params: Params,
-    data_dir: Path,
     cache_dir: Path,
     fakes: Tensor,
     real: Tensor,
     device: torch.device,
 ) -> dict[str, float]:
     # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
-    from ganops.metrics.features import real_and_fake_features
+    from ganops.metrics.features import real_and_fake_features, tensor_digest
     from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
     from ganops.metrics.suite import inception_metrics
 
     cfg = params.evaluate
-    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
-    cache_key = f"{meta['dataset_sha256']}:test:{len(real)}:{weights_fingerprint(weights)}"
+    # The images themselves, not their file's name or meta.json: other images, other features.
+    cache_key = f"test:{tensor_digest(real)}:{weights_fingerprint(weights)}"
     with Progress(total=2 * len(real), desc="Inception features", unit="img") as bar:
         fake_features, real_features = real_and_fake_features(
             fakes.split(cfg.batch_size),
@@ -183,10 +198,8 @@ def _classes_csv(counts: list[int], real_share: Tensor) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _log(params: Params, train_dir: Path, metrics: dict[str, float]) -> None:
-    run_file = train_dir / "mlflow_run.json"
-    run_ref = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else {}
-    if params.tracking.enabled and run_ref.get("run_id"):
+def _log(params: Params, run_ref: dict[str, str] | None, metrics: dict[str, float]) -> None:
+    if params.tracking.enabled and run_ref is not None:
         from ganops.tracking import attempt, log_to_run
 
         # metrics.json is written already; a tracking failure only warns.

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ganops import distributed
+from ganops import distributed, run_reference
 from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
 from ganops.config import Params
 from ganops.data import load_prepared
@@ -30,7 +30,7 @@ from ganops.distributed import Replicas
 from ganops.errors import DataError
 from ganops.graphs import use_cuda_graph
 from ganops.images import grid_array, save_png
-from ganops.io import ensure_writable, write_json, write_text
+from ganops.io import ensure_writable, write_text
 from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
 from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
@@ -195,6 +195,8 @@ def _run(
     checkpoint_path = models_dir / "checkpoint.pt"
     for stale in models_dir.glob(".*.tmp") if main else ():  # cut short by kill -9 earlier
         stale.unlink()
+    if main:  # the old run's reference must not outlive it (ganops.run_reference)
+        run_reference.clear(out_dir)
     resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
     torch.manual_seed(params.train.seed)  # weight init
     gan = build_gan(*build_models(params.model), params.train, device)
@@ -312,6 +314,9 @@ def _write_outputs(
     seconds: float,
 ) -> None:
     save_generator(gan.sampler, params, models_dir / "generator.pt")
+    # Before any upload: a signal during the uploads must not leave the old run's reference
+    # beside the new generator.
+    run_reference.write(out_dir, run_ref, models_dir / "generator.pt")
     write_text(_csv(state.history, STAT_NAMES), out_dir / "losses.csv")
     write_text(_csv(state.quality, QUALITY_NAMES), out_dir / "quality.csv")
     device = next(gan.sampler.parameters()).device
@@ -327,6 +332,3 @@ def _write_outputs(
             "the generator model",
             lambda: log_generator(gan.sampler, params.model, params.tracking.registered_model),
         )
-    write_json(
-        {"run_id": run_ref.get("run_id"), "uri": run_ref.get("uri")}, out_dir / "mlflow_run.json"
-    )

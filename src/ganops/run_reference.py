@@ -1,0 +1,63 @@
+"""``outputs/train/mlflow_run.json``: which MLflow run a trained generator belongs to.
+
+The reference carries the SHA-256 of the generator file it was written for, and every reader
+checks it against ``models/generator.pt``: a train stage cut short after saving a new
+generator (or a generator copied in by hand) can then never be scored into, or promoted as,
+another run. ``train`` removes the old reference before it starts and writes the new one right
+after the generator, before any upload.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ganops.errors import DataError
+from ganops.io import file_sha256, write_json
+
+FILE_NAME = "mlflow_run.json"
+
+
+def clear(out_dir: Path) -> None:
+    """Remove the previous run's reference: until the new one is written there is none."""
+    (out_dir / FILE_NAME).unlink(missing_ok=True)
+
+
+def write(out_dir: Path, run_ref: dict[str, str], generator: Path) -> None:
+    """Record ``run_ref`` (empty when untracked) for the generator file ``generator``."""
+    write_json(
+        {
+            "run_id": run_ref.get("run_id"),
+            "uri": run_ref.get("uri"),
+            "generator_sha256": file_sha256(generator),
+        },
+        out_dir / FILE_NAME,
+    )
+
+
+def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
+    """The run reference of ``generator``: None when there is none or the run was untracked
+    (a generator from elsewhere is scored, just not logged anywhere).
+
+    An unreadable reference, or one written for other generator bytes, is a ``DataError``
+    that says how to get a consistent pair back.
+    """
+    path = train_dir / FILE_NAME
+    fix = "run `ganops train` (or `dvc repro`) again so the two match"
+    try:
+        ref = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: unreadable run reference ({error}); {fix}") from None
+    if not isinstance(ref, dict):
+        raise DataError(f"{path}: not a run reference (expected a JSON object); {fix}")
+    if ref.get("generator_sha256") != file_sha256(generator):
+        raise DataError(
+            f"{path} was written for another generator than {generator} (a train stage was "
+            f"interrupted, or the file was replaced); {fix}"
+        )
+    if not ref.get("run_id"):
+        return None
+    return {"run_id": str(ref["run_id"]), "uri": str(ref.get("uri") or "")}
