@@ -14,7 +14,16 @@ from ganops.io import save_torch
 from ganops.models import build_models
 
 GENERATOR_FORMAT = "ganops-generator/1"
+# The generator of the best in-training fcd, beside the last one (evaluate.generator: best).
+BEST_GENERATOR = "generator_best.pt"
 CHECKPOINT_FORMAT = "ganops-checkpoint/1"
+
+
+def scored_generator(models_dir: Path, which: str) -> Path:
+    """The generator file ``evaluate.generator`` names: 'last', or 'best' where training saved
+    one (a run without in-training scores has only the last)."""
+    best = models_dir / BEST_GENERATOR
+    return best if which == "best" and best.is_file() else models_dir / "generator.pt"
 
 
 def save_generator(generator: nn.Module, params: Params, path: Path) -> None:

@@ -295,7 +295,10 @@ def gate(
     config = _params(params)
     target = None
     if promote:
-        target = gating.promotion_target(config.tracking, train_out, models / "generator.pt")
+        from ganops.checkpoints import scored_generator
+
+        generator = scored_generator(models, config.evaluate.generator)
+        target = gating.promotion_target(config.tracking, train_out, generator)
     gating.run(config.gate, metrics, baseline, Path.cwd(), summary)
     if target is not None:
         gating.promote(config.tracking, target)

@@ -194,6 +194,13 @@ class EvaluateConfig:
     epoch_samples: int = _spec(
         1000, "Generated (and real test) images per in-training evaluation.", ge=4
     )
+    generator: str = _spec(
+        "last",
+        "Which generator evaluate scores and the registry gets: 'last' (models/generator.pt) "
+        "or 'best' (models/generator_best.pt: the epoch of lowest fcd during training, kept "
+        "when every_epochs > 0 and a classifier is given; else the last).",
+        choices=("last", "best"),
+    )
 
 
 @dataclass(frozen=True)

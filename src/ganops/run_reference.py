@@ -24,13 +24,13 @@ def clear(out_dir: Path) -> None:
     (out_dir / FILE_NAME).unlink(missing_ok=True)
 
 
-def write(out_dir: Path, run_ref: dict[str, str], generator: Path) -> None:
-    """Record ``run_ref`` (empty when untracked) for the generator file ``generator``."""
+def write(out_dir: Path, run_ref: dict[str, str], generators: list[Path]) -> None:
+    """Record ``run_ref`` (empty when untracked) for the run's generator files."""
     write_json(
         {
             "run_id": run_ref.get("run_id"),
             "uri": run_ref.get("uri"),
-            "generator_sha256": file_sha256(generator),
+            "generators_sha256": {path.name: file_sha256(path) for path in generators},
         },
         out_dir / FILE_NAME,
     )
@@ -53,7 +53,8 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
         raise DataError(f"{path}: unreadable run reference ({error}); {fix}") from None
     if not isinstance(ref, dict):
         raise DataError(f"{path}: not a run reference (expected a JSON object); {fix}")
-    if ref.get("generator_sha256") != file_sha256(generator):
+    digests = ref.get("generators_sha256")
+    if not isinstance(digests, dict) or digests.get(generator.name) != file_sha256(generator):
         raise DataError(
             f"{path} was written for another generator than {generator} (a train stage was "
             f"interrupted, or the file was replaced); {fix}"

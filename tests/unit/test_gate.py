@@ -146,10 +146,10 @@ def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> No
         gate.promotion_target(TrackingConfig(registered_model=""), tmp_path, generator)
     with pytest.raises(DataError, match="no tracked training run recorded"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator)
-    run_reference.write(tmp_path, {}, generator)
+    run_reference.write(tmp_path, {}, [generator])
     with pytest.raises(DataError, match="no tracked training run recorded"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator)
-    run_reference.write(tmp_path, {"run_id": "abc", "uri": "u"}, generator)
+    run_reference.write(tmp_path, {"run_id": "abc", "uri": "u"}, [generator])
     assert gate.promotion_target(TrackingConfig(), tmp_path, generator) == {
         "run_id": "abc",
         "uri": "u",
@@ -164,7 +164,7 @@ def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) ->
 
     generator = tmp_path / "generator.pt"
     generator.write_bytes(b"old weights")
-    run_reference.write(tmp_path, {"run_id": "old-run", "uri": "u"}, generator)
+    run_reference.write(tmp_path, {"run_id": "old-run", "uri": "u"}, [generator])
     generator.write_bytes(b"new weights")
     with pytest.raises(DataError, match="written for another generator"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator)

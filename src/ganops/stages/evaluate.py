@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ganops import run_reference
-from ganops.checkpoints import load_generator
+from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import Classifier, classify, load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, Params
 from ganops.data import load_prepared
@@ -65,11 +65,12 @@ def run(
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     for stale in cache_dir.glob(".*.tmp"):  # a conversion or cache write cut short by kill -9
         stale.unlink()
-    generator = None if floor else load_generator(models_dir / "generator.pt")
+    generator_path = scored_generator(models_dir, cfg.generator)
+    generator = None if floor else load_generator(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
     run_ref = None
     if not floor and params.tracking.enabled:
-        run_ref = run_reference.read(train_dir, models_dir / "generator.pt")
+        run_ref = run_reference.read(train_dir, generator_path)
     real, real_labels = _real_test_images(data_dir, cfg.num_samples)
     train_images, train_labels = load_prepared(data_dir / "train.pt")
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import io
 import json
+import math
 import signal
 import sys
 import threading
@@ -23,7 +24,14 @@ from typing import Any
 import torch
 
 from ganops import distributed, run_reference
-from ganops.checkpoints import load_resumable, save_checkpoint, save_generator
+from ganops.checkpoints import (
+    BEST_GENERATOR,
+    load_generator,
+    load_resumable,
+    save_checkpoint,
+    save_generator,
+    scored_generator,
+)
 from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.distributed import Replicas
@@ -76,6 +84,28 @@ def _epoch_evaluator(
         seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
         device=resolve_device(params.train.device, "train.device"),
     )
+
+
+def _keeping_best(
+    evaluate_epoch: Callable[[torch.nn.Module, int], dict[str, float]],
+    params: Params,
+    models_dir: Path,
+    state: LoopState | None,
+) -> Callable[[torch.nn.Module, int], dict[str, float]]:
+    """``evaluate_epoch`` that also saves the generator of the lowest fcd so far as
+    ``models/generator_best.pt`` (model selection by quality; a resumed run remembers the
+    best of its scored epochs)."""
+    scored = [row["fcd"] for row in (state.quality if state else []) if "fcd" in row]
+    best = [min(scored, default=math.inf)]
+
+    def evaluate(generator: torch.nn.Module, epoch: int) -> dict[str, float]:
+        quality = evaluate_epoch(generator, epoch)
+        if quality and quality["fcd"] < best[0]:
+            best[0] = quality["fcd"]
+            save_generator(generator, params, models_dir / BEST_GENERATOR)
+        return quality
+
+    return evaluate
 
 
 def _gan_state(gan: GAN) -> dict[str, Any]:
@@ -195,9 +225,11 @@ def _run(
     checkpoint_path = models_dir / "checkpoint.pt"
     for stale in models_dir.glob(".*.tmp") if main else ():  # cut short by kill -9 earlier
         stale.unlink()
+    resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
     if main:  # the old run's reference must not outlive it (ganops.run_reference)
         run_reference.clear(out_dir)
-    resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
+        if resume is None:  # a new run: the old run's best is not this run's
+            (models_dir / BEST_GENERATOR).unlink(missing_ok=True)
     torch.manual_seed(params.train.seed)  # weight init
     gan = build_gan(*build_models(params.model), params.train, device)
     state = _restore(gan, resume) if resume else None
@@ -242,7 +274,7 @@ def _run(
 
         hooks = Hooks(logger=logger, on_checkpoint=checkpoint)
         if evaluate_epoch is not None:
-            hooks.evaluate_epoch = evaluate_epoch
+            hooks.evaluate_epoch = _keeping_best(evaluate_epoch, params, models_dir, state)
         state = _fit(params, gan, images, labels, hooks, state, replicas)
         distributed.assert_identical_weights(
             {"generator": gan.generator, "discriminator": gan.discriminator}, replicas
@@ -316,7 +348,9 @@ def _write_outputs(
     save_generator(gan.sampler, params, models_dir / "generator.pt")
     # Before any upload: a signal during the uploads must not leave the old run's reference
     # beside the new generator.
-    run_reference.write(out_dir, run_ref, models_dir / "generator.pt")
+    best = models_dir / BEST_GENERATOR
+    generators = [models_dir / "generator.pt"] + ([best] if best.is_file() else [])
+    run_reference.write(out_dir, run_ref, generators)
     write_text(_csv(state.history, STAT_NAMES), out_dir / "losses.csv")
     write_text(_csv(state.quality, QUALITY_NAMES), out_dir / "quality.csv")
     device = next(gan.sampler.parameters()).device
@@ -328,7 +362,10 @@ def _write_outputs(
         attempt("train_seconds", lambda: log_to_active({"train_seconds": seconds}))
         for path in (out_dir / "losses.csv", out_dir / "quality.csv", out_dir / "samples.png"):
             attempt(path.name, functools.partial(log_artifact, path))
+        # The generator evaluate scores (and gate --promote promotes): the last or the best.
+        scored = scored_generator(models_dir, params.evaluate.generator)
+        model = load_generator(scored)[0] if scored != models_dir / "generator.pt" else gan.sampler
         attempt(
             "the generator model",
-            lambda: log_generator(gan.sampler, params.model, params.tracking.registered_model),
+            lambda: log_generator(model, params.model, params.tracking.registered_model),
         )

@@ -1,0 +1,53 @@
+"""Model selection by quality: the generator of the lowest in-training fcd is kept beside the
+last one, and evaluate.generator picks which is scored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganops.checkpoints import BEST_GENERATOR, load_generator, scored_generator
+from ganops.config import params_from_dict
+from ganops.loop import LoopState
+from ganops.models import build_models
+from ganops.stages.train import _keeping_best
+
+PARAMS = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 4, "latent_dim": 8}})
+
+
+def _scores(values: list[float]) -> Callable[[nn.Module, int], dict[str, float]]:
+    """An in-training evaluator that reports ``values`` as fcd, one per call."""
+    remaining = iter(values)
+    return lambda generator, epoch: {"fcd": next(remaining)}
+
+
+def test_the_lowest_fcd_epochs_generator_is_kept(tmp_path: Path) -> None:
+    generator, _ = build_models(PARAMS.model)
+    evaluate = _keeping_best(_scores([5.0, 3.0, 4.0]), PARAMS, tmp_path, None)
+    weights = []
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            next(generator.parameters()).fill_(float(epoch))
+        weights.append(next(generator.parameters()).clone())
+        assert evaluate(generator, epoch) is not None
+        best, _ = load_generator(tmp_path / BEST_GENERATOR)
+        kept = next(best.parameters())
+        assert torch.equal(kept, weights[0] if epoch == 1 else weights[1])  # epoch 2's fcd 3
+
+
+def test_a_resumed_run_remembers_its_best_score(tmp_path: Path) -> None:
+    generator, _ = build_models(PARAMS.model)
+    state = LoopState(quality=[{"epoch": 1, "fcd": 2.0}])
+    evaluate = _keeping_best(_scores([3.0]), PARAMS, tmp_path, state)
+    evaluate(generator, 2)
+    assert not (tmp_path / BEST_GENERATOR).exists()  # 3.0 is worse than the earlier 2.0
+
+
+def test_evaluate_generator_names_the_file(tmp_path: Path) -> None:
+    assert scored_generator(tmp_path, "best") == tmp_path / "generator.pt"  # none kept
+    (tmp_path / BEST_GENERATOR).write_bytes(b"x")
+    assert scored_generator(tmp_path, "best") == tmp_path / BEST_GENERATOR
+    assert scored_generator(tmp_path, "last") == tmp_path / "generator.pt"
