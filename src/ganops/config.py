@@ -396,9 +396,65 @@ def params_from_dict(raw: Any) -> Params:
     return Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
 
 
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a few KB; this bounds what YAML parses
+MAX_PARAMS_DEPTH = 8  # sections > keys > list values: 3 levels are ever needed
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without the two YAML features that let a small file mislead or exhaust
+    ganops: aliases (a 1 KB "billion laughs" file expands to gigabytes) and duplicate keys
+    (the last one silently wins)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                "params.yaml",
+                f"line {mark.line + 1}",
+                "no YAML aliases (*name)",
+                kind="unsupported YAML",
+            )
+        depth = len(getattr(self, "_ganops_stack", []))
+        if depth >= MAX_PARAMS_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                "params.yaml",
+                f"line {mark.line + 1}",
+                f"at most {MAX_PARAMS_DEPTH} levels of nesting",
+                kind="too deeply nested",
+            )
+        self.__dict__.setdefault("_ganops_stack", []).append(None)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._ganops_stack.pop()
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    "params.yaml",
+                    f"line {key_node.start_mark.line + 1}",
+                    f"each key once (a second {key!r})",
+                    kind="duplicate key",
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate ``path``; raises ``ConfigError`` with a one-line reason."""
     try:
+        size = path.stat().st_size
+        if size > MAX_PARAMS_BYTES:
+            raise ConfigError(
+                str(path),
+                f"{size} bytes",
+                f"a params file under {MAX_PARAMS_BYTES} bytes",
+                kind="file too large",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -407,8 +463,16 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
             "an existing params file (run from the project root or pass --params)",
             kind="file not found",
         ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(path), f"byte {error.start}", "UTF-8 text", kind="not UTF-8"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), "a directory", "a params file", kind="not a file") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no Python objects
+    except ConfigError as error:
+        raise ConfigError(str(path), error.value, error.allowed, kind=error.kind) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "unknown position"

@@ -29,7 +29,7 @@ class ConfigError(GanopsError):
     exit_code = 2
 
     def __init__(self, key: str, value: Any, allowed: str, *, kind: str = "invalid value") -> None:
-        self.key, self.value, self.allowed = key, value, allowed
+        self.key, self.value, self.allowed, self.kind = key, value, allowed, kind
         super().__init__(f"params: {kind} for {key}: {value!r}; expected {allowed}")
 
 
