@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 import tempfile
 import time
@@ -14,12 +15,13 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ganops.errors import DataError, output_error
-from ganops.io import current_umask, replace_dir
+from ganops.io import current_umask, file_sha256, replace_dir
 
 SPLITS = ("train", "test")
 
@@ -234,8 +236,30 @@ def dataset_checksum(file_sha256: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+META_FILE = "meta.json"
+_META_KEYS = ("dataset", "dataset_sha256")
+
+
+def read_meta(data_dir: Path) -> dict[str, Any]:
+    """``meta.json`` of a prepared directory; missing, unreadable or incomplete: DataError."""
+    path = data_dir / META_FILE
+    fix = "run `ganops prepare` (or `dvc repro`) again"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: unreadable ({type(error).__name__}); {fix}") from None
+    missing = [key for key in _META_KEYS if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise DataError(f"{path}: lacks {', '.join(missing)}; {fix}")
+    return dict(meta)
+
+
 def load_prepared(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load a prepared split written by ``ganops prepare`` (safe: weights_only)."""
+    """Load a prepared split written by ``ganops prepare`` (safe: weights_only), checked
+    against the SHA-256 that ``meta.json`` beside it recorded for it (when it has one)."""
+    _check_prepared_digest(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         images, labels = blob["images"], blob["labels"]
@@ -246,3 +270,15 @@ def load_prepared(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if images.ndim != 4 or images.shape[1] != 1 or len(labels) != len(images):
         raise DataError(f"{path}: unexpected tensor shapes {tuple(images.shape)}")
     return images, labels
+
+
+def _check_prepared_digest(path: Path) -> None:
+    meta_path = path.parent / META_FILE
+    if not meta_path.is_file() or not path.is_file():
+        return  # a missing split is reported by its loader; no meta: nothing to check against
+    expected = read_meta(path.parent).get(f"{path.stem}_file_sha256")
+    if expected is not None and expected != file_sha256(path):
+        raise DataError(
+            f"{path} changed since `ganops prepare` wrote it (its SHA-256 differs from "
+            f"{meta_path}'s); run `ganops prepare` (or `dvc repro`) again"
+        )

@@ -16,7 +16,7 @@ from typing import Any
 
 from ganops import run_reference
 from ganops.config import GateConfig, TrackingConfig
-from ganops.errors import DataError, GanopsError
+from ganops.errors import DataError, GanopsError, output_error
 from ganops.metrics.names import family_of
 
 
@@ -52,6 +52,8 @@ def load_metrics(path: Path) -> dict[str, float]:
         raise DataError(
             f"{path}: metrics file not found; run `dvc repro` (or `ganops evaluate`) first"
         ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: unreadable metrics file ({type(error).__name__})") from None
     return read_metrics(text, str(path))
 
 
@@ -203,6 +205,8 @@ def run(
     summary: Path | None = None,
 ) -> list[Check]:
     """Print the table (and append it to ``summary``); raise ``GateFailed`` on a failure."""
+    if summary is not None and not summary.parent.is_dir():  # before a verdict is printed
+        raise DataError(f"--summary {summary}: its directory does not exist")
     metrics = load_metrics(metrics_path)
     base: dict[str, Any] | None = None
     if baseline:
@@ -211,8 +215,11 @@ def run(
     text = table(results)
     print(text, end="")
     if summary is not None:
-        with summary.open("a", encoding="utf-8") as stream:
-            stream.write("### ganops gate\n\n" + text + "\n")
+        try:
+            with summary.open("a", encoding="utf-8") as stream:
+                stream.write("### ganops gate\n\n" + text + "\n")
+        except OSError as error:
+            raise output_error(summary, error) from None
     failed = [c.metric for c in results if not c.passed]
     if failed:
         raise GateFailed(f"gate failed: {', '.join(failed)} outside the limits above")

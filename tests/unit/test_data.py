@@ -135,3 +135,39 @@ def test_offline_mirrors_say_how_to_use_a_local_copy(
     assert len(calls) == 3 * len(MNIST.mirrors)
     assert all(url.endswith("train-images-idx3-ubyte.gz") for url in calls)
     assert not (tmp_path / "raw").exists()
+
+
+def test_meta_json_missing_or_incomplete_is_one_error(tmp_path: Path) -> None:
+    from ganops.data import read_meta
+
+    with pytest.raises(DataError, match=r"meta\.json: not found; run `ganops prepare`"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text('{"dataset": "mnist"}', encoding="utf-8")
+    with pytest.raises(DataError, match="lacks dataset_sha256"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(DataError, match="unreadable"):
+        read_meta(tmp_path)
+
+
+def test_a_prepared_split_changed_after_prepare_is_refused(tmp_path: Path) -> None:
+    """Same count, same meta.json, other images: caught by the digest prepare recorded."""
+    import json
+
+    import torch
+
+    from ganops.data import load_prepared
+    from ganops.io import file_sha256
+
+    split = tmp_path / "test.pt"
+    torch.save(
+        {"images": torch.zeros(4, 1, 28, 28), "labels": torch.zeros(4, dtype=torch.long)}, split
+    )
+    meta = {"dataset": "mnist", "dataset_sha256": "x", "test_file_sha256": file_sha256(split)}
+    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert load_prepared(split)[0].shape == (4, 1, 28, 28)
+    torch.save(
+        {"images": torch.ones(4, 1, 28, 28), "labels": torch.zeros(4, dtype=torch.long)}, split
+    )
+    with pytest.raises(DataError, match="changed since `ganops prepare` wrote it"):
+        load_prepared(split)

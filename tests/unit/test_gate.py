@@ -172,3 +172,20 @@ def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) ->
         run_reference.read(tmp_path, generator)
     run_reference.clear(tmp_path)
     assert run_reference.read(tmp_path, generator) is None
+
+
+def test_a_summary_in_a_missing_directory_fails_before_any_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text('{"fid_1k": 10.0}', encoding="utf-8")
+    with pytest.raises(DataError, match="its directory does not exist"):
+        gate.run(GateConfig(max_fid=20.0), metrics, None, tmp_path, tmp_path / "no" / "sum.md")
+    assert "fid_1k" not in capsys.readouterr().out
+
+
+def test_a_metrics_file_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics.json"
+    metrics.write_bytes(b'{"fid_1k": \xff}')
+    with pytest.raises(DataError, match="unreadable metrics file"):
+        gate.load_metrics(metrics)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,15 @@ def test_digit_is_refused_for_an_unconditional_model_and_out_of_range() -> None:
 
 def _generator_file(tmp_path: Path, conditional: bool) -> Path:
     params = params_from_dict(
-        {"model": {"latent_dim": 8, "g_hidden": [16], "d_hidden": [16], "conditional": conditional}}
+        {
+            "model": {
+                "arch": "mlp",
+                "latent_dim": 8,
+                "g_hidden": [16],
+                "d_hidden": [16],
+                "conditional": conditional,
+            }
+        }
     )
     path = tmp_path / "generator.pt"
     save_generator(build_models(params.model)[0], params, path)
@@ -68,3 +77,22 @@ def test_a_walk_is_one_row(tmp_path: Path) -> None:
     model = _generator_file(tmp_path, conditional=False)
     sample.run(model, tmp_path / "walk.png", 7, 0, None, 5, None, "cpu")
     assert Image.open(tmp_path / "walk.png").size == (7 * 30 + 2, 32)
+
+
+@pytest.mark.parametrize(
+    ("num", "seed", "fragment"),
+    [
+        (1_000_000_000, 0, "--num is 1000000000; expected 1 to 10000"),
+        (4, 10**22, "--seed is 10000000000000000000000; expected a seed from 0"),
+        (4, -1, "--seed is -1"),
+    ],
+)
+def test_sample_options_out_of_range_are_one_usage_error(
+    num: int, seed: int, fragment: str, tmp_path: Path
+) -> None:
+    from ganops.stages import sample
+
+    model = _generator_file(tmp_path, conditional=False)
+    with pytest.raises(UsageError, match=re.escape(fragment)):
+        sample.run(model, tmp_path / "s.png", num, seed, None, None, None, "cpu")
+    assert not (tmp_path / "s.png").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 from ganops.config import DataConfig
 from ganops.data import SPLITS, load_split
 from ganops.errors import DataError
-from ganops.io import save_torch, write_json
+from ganops.io import file_sha256, save_torch, write_json
 from ganops.stages.download import MANIFEST
 
 
@@ -39,6 +39,7 @@ def run(cfg: DataConfig, raw_dir: Path, out_dir: Path) -> dict[str, object]:
             {"images": images.contiguous(), "labels": labels.contiguous()}, out_dir / f"{split}.pt"
         )
         meta[f"{split}_count"] = len(images)
+        meta[f"{split}_file_sha256"] = file_sha256(out_dir / f"{split}.pt")  # checked on load
         print(
             f"prepared {split}: {tuple(images.shape)} in [{images.min():.0f}, "
             f"{images.max():.0f}] -> {out_dir / f'{split}.pt'}"

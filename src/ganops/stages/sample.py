@@ -65,6 +65,9 @@ def sample_inputs(
     return z, torch.arange(num) * NUM_CLASSES // num
 
 
+MAX_IMAGES = 10_000  # one PNG grid; more is a job for `ganops evaluate`
+
+
 def run(
     model_path: Path,
     out: Path,
@@ -76,8 +79,11 @@ def run(
     device_name: str,
 ) -> Tensor:
     """Write the grid PNG ``out`` (and one PNG per image into ``images_dir``)."""
-    if num < 1:
-        raise UsageError(f"--num is {num}; expected a positive number of images")
+    if not 1 <= num <= MAX_IMAGES:
+        raise UsageError(f"--num is {num}; expected 1 to {MAX_IMAGES} images")
+    for name, value in (("--seed", seed), ("--interpolate", interpolate_to)):
+        if value is not None and not 0 <= value < 2**63:
+            raise UsageError(f"{name} is {value}; expected a seed from 0 to 2**63 - 1")
     if device_name not in ("auto", "cpu", "cuda"):
         raise UsageError(f"--device is {device_name!r}; expected auto, cpu or cuda")
     device = resolve_device(device_name, "--device")

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import functools
 import io
-import json
 import math
 import signal
 import sys
@@ -33,7 +32,7 @@ from ganops.checkpoints import (
     scored_generator,
 )
 from ganops.config import Params
-from ganops.data import load_prepared
+from ganops.data import load_prepared, read_meta
 from ganops.distributed import Replicas
 from ganops.errors import DataError
 from ganops.graphs import use_cuda_graph
@@ -220,7 +219,7 @@ def _run(
     images = images.to(device)  # the whole set lives on the device: no DataLoader
     labels = all_labels.to(device) if params.model.conditional else None
     evaluate_epoch = _epoch_evaluator(params, data_dir, classifier, all_labels) if main else None
-    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    meta = read_meta(data_dir)
     data_id = f"{meta['dataset_sha256']}:{len(images)}"
     checkpoint_path = models_dir / "checkpoint.pt"
     for stale in models_dir.glob(".*.tmp") if main else ():  # cut short by kill -9 earlier
