@@ -49,19 +49,22 @@ class Progress:
         self._last = time.monotonic()
         elapsed = self._last - self._start
         rate = (self.count - self.initial) / elapsed if elapsed > 0 else 0.0
+        # An unknown total (a download without a size) shows the count alone, never "/0".
+        done = (
+            f"{self.count}/{self.total} {self.unit} " if self.total else f"{self.count} {self.unit}"
+        )
         share = f"{100 * self.count / self.total:5.1f}%" if self.total else ""
         extra = f" {self.postfix}" if self.postfix else ""
         print(
-            f"{self.desc}: {self.count}/{self.total} {self.unit} {share} "
-            f"({rate:.1f} {self.unit}/s){extra}",
+            f"{self.desc}: {done}{share} ({rate:.1f} {self.unit}/s){extra}",
             file=sys.stderr,
             flush=True,
         )
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self._bar is not None:
             self._bar.close()
-        else:
+        elif not failed or self.count > self.initial:  # no "0/0 B" line before an error
             self._print_line()
 
     def __enter__(self) -> Progress:
@@ -73,4 +76,4 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(failed=exc is not None)

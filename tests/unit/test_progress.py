@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from ganops import progress
+from ganops.progress import Progress
+
+
+@pytest.fixture(autouse=True)
+def plain_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Print plain lines (as on a non-terminal), every update."""
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+
+
+def test_an_unknown_total_shows_the_count_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with Progress(total=0, desc="download mnist", unit="B", interval=0.0) as bar:
+        bar.update(11401738)
+    err = capsys.readouterr().err
+    assert "download mnist: 11401738 B" in err and "/0" not in err
+
+
+def test_nothing_is_printed_for_a_failure_before_any_progress(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(OSError), Progress(total=0, desc="download mnist", unit="B"):
+        raise OSError("unreachable")
+    assert capsys.readouterr().err == ""
