@@ -50,6 +50,8 @@ def eager_only_reason(cfg: TrainConfig) -> str | None:
     into a graph at capture."""
     if cfg.lr_schedule != "constant":
         return f"train.lr_schedule is {cfg.lr_schedule!r} (the learning rate changes every step)"
+    if cfg.lr_decay > 0:
+        return "train.lr_decay is on (the learning rate changes every step)"
     if cfg.ema_decay > 0 and cfg.ema_warmup:
         return "train.ema_warmup is on (the EMA decay changes every step)"
     if cfg.r1_gamma > 0 and cfg.r1_every > 1:

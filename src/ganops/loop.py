@@ -28,7 +28,7 @@ from ganops.config import TrainConfig
 from ganops.distributed import Replicas
 from ganops.errors import GanopsError, Interrupted
 from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
-from ganops.training import GAN, set_learning_rates, train_iteration
+from ganops.training import GAN, set_learning_rates, train_iteration, varies_learning_rate
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 
@@ -195,7 +195,7 @@ def fit(
             real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0
-            if cfg.lr_schedule != "constant":
+            if varies_learning_rate(cfg):
                 set_learning_rates(gan, cfg, state.step, total_steps)
             state.sums += iterate(real, z, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1

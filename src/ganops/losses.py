@@ -17,7 +17,7 @@ def discriminator_loss(
     loss: str, real_logits: Tensor, fake_logits: Tensor, real_label: float = 1.0
 ) -> Tensor:
     """The discriminator's (or critic's) loss to minimise, averaged over the batch."""
-    if loss in ("minimax", "non_saturating"):
+    if loss in ("minimax", "non_saturating", "feature_matching"):
         # -[log D(x) + log(1 - D(G(z)))] (Goodfellow et al. 2014), with optional
         # one-sided label smoothing on the real term.
         real_target = torch.full_like(real_logits, real_label)
@@ -34,7 +34,8 @@ def discriminator_loss(
 
 
 def generator_loss(loss: str, fake_logits: Tensor) -> Tensor:
-    """The generator's loss to minimise, averaged over the batch."""
+    """The generator's loss to minimise, averaged over the batch (for ``feature_matching``,
+    whose G loss needs D's features, see ``feature_matching_loss``)."""
     if loss == "minimax":
         # Minimise log(1 - D(G(z))): saturates (vanishing gradient) when D rejects fakes.
         return (-F.softplus(fake_logits)).mean()
@@ -60,7 +61,8 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 def real_probability(loss: str, logits: Tensor) -> Tensor:
     """What the D(x)/D(G(z)) curves show: sigmoid(logit) for the probabilistic losses, the raw
     critic score for the others (a WGAN critic output is not a probability)."""
-    return torch.sigmoid(logits) if loss in ("minimax", "non_saturating") else logits
+    probabilistic = loss in ("minimax", "non_saturating", "feature_matching")
+    return torch.sigmoid(logits) if probabilistic else logits
 
 
 def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
@@ -71,3 +73,9 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     """
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return grad.square().flatten(1).sum(dim=1).mean()
+
+
+def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
+    """Feature matching (Salimans et al. 2016, section 3.1): ||E f(x) - E f(G(z))||_2^2 over
+    an intermediate layer f of D, the batch means standing in for the expectations."""
+    return (real_features.mean(dim=0) - fake_features.mean(dim=0)).square().sum()

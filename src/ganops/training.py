@@ -21,6 +21,7 @@ from ganops.augment import diff_augment, parse_policy
 from ganops.config import TrainConfig
 from ganops.losses import (
     discriminator_loss,
+    feature_matching_loss,
     generator_loss,
     gradient_penalty,
     r1_penalty,
@@ -122,12 +123,19 @@ def lr_factor(schedule: str, step: int, total_steps: int) -> float:
     return 1.0
 
 
+def varies_learning_rate(cfg: TrainConfig) -> bool:
+    return cfg.lr_schedule != "constant" or cfg.lr_decay > 0
+
+
 def set_learning_rates(gan: GAN, cfg: TrainConfig, step: int, total_steps: int) -> None:
-    """Both optimizers' learning rates for ``step`` under ``train.lr_schedule``."""
+    """Both optimizers' learning rates for ``step`` (0-based) under ``train.lr_schedule`` and
+    Keras' inverse-time ``train.lr_decay``, whose t counts each optimizer's own updates so far
+    (D updates every step, G every ``d_steps``-th)."""
     factor = lr_factor(cfg.lr_schedule, step, total_steps)
-    for optimizer, base in ((gan.opt_g, cfg.lr_g), (gan.opt_d, cfg.lr_d)):
+    updates = ((gan.opt_g, cfg.lr_g, step // cfg.d_steps), (gan.opt_d, cfg.lr_d, step))
+    for optimizer, base, done in updates:
         for group in optimizer.param_groups:
-            group["lr"] = base * factor
+            group["lr"] = base * factor / (1 + cfg.lr_decay * done)
 
 
 def forward_precision(
@@ -181,6 +189,8 @@ def _full(logits: Tensor) -> Tensor:
 
 
 def _clip_grad(module: nn.Module, cfg: TrainConfig) -> None:
+    if cfg.grad_clip_value > 0:  # Keras' clipvalue: element-wise, before any norm clipping
+        nn.utils.clip_grad_value_(module.parameters(), cfg.grad_clip_value)
     if cfg.grad_clip_norm > 0:
         nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip_norm)
 
@@ -238,18 +248,39 @@ def discriminator_step(
         )
 
 
+def _d_features(gan: GAN, images: Tensor, labels: Tensor | None) -> Tensor:
+    """D's intermediate features f(x) (every ganops discriminator has ``features``)."""
+    features: Callable[[Tensor, Tensor | None], Tensor] = gan.discriminator.features  # type: ignore[assignment]
+    return _full(features(images, labels))
+
+
 def generator_step(
-    gan: GAN, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
+    gan: GAN,
+    fake: Tensor,
+    cfg: TrainConfig,
+    labels: Tensor | None = None,
+    *,
+    real: Tensor | None = None,
 ) -> Tensor:
     """One G update through the (just updated) D on ``fake``; returns the detached loss.
 
+    ``real`` (the D step's batch) is needed by ``train.loss: feature_matching`` only.
     D is called unwrapped even under DDP: it is frozen here, so it has no gradients to share.
     """
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
+    policy = parse_policy(cfg.diffaugment)
     try:
         with forward_precision(cfg, fake.device):
-            augmented = diff_augment(fake, parse_policy(cfg.diffaugment))
-            loss = generator_loss(cfg.loss, _full(gan.discriminator(augmented, labels)))
+            augmented = diff_augment(fake, policy)
+            if cfg.loss == "feature_matching":
+                if real is None:
+                    raise ValueError("feature matching needs the real batch")
+                with torch.no_grad():
+                    target = _d_features(gan, diff_augment(real, policy), labels)
+                matched = _d_features(gan, augmented, labels)
+                loss = feature_matching_loss(target, matched)
+            else:
+                loss = generator_loss(cfg.loss, _full(gan.discriminator(augmented, labels)))
     finally:
         gan.discriminator.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)
@@ -282,7 +313,9 @@ def train_iteration(
         fake = gan.train_modules[0](z, labels)
     d_stats = discriminator_step(gan, real, fake, cfg, labels)
     loss_g = (
-        generator_step(gan, fake, cfg, labels) if update_generator else torch.zeros_like(d_stats[0])
+        generator_step(gan, fake, cfg, labels, real=real)
+        if update_generator
+        else torch.zeros_like(d_stats[0])
     )
     if update_generator and update_ema and gan.ema is not None:
         gan.ema.update_parameters(gan.generator)

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from ganops.config import LOSSES
-from ganops.losses import discriminator_loss, generator_loss, gradient_penalty, r1_penalty
+from ganops.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+)
 
 
 def softplus(x: float) -> float:
@@ -41,7 +47,11 @@ G_EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+# Objectives whose G loss is a function of D's logits (feature matching's is of its features).
+LOGIT_LOSSES = tuple(loss for loss in LOSSES if loss != "feature_matching")
+
+
+@pytest.mark.parametrize("loss", LOGIT_LOSSES)
 def test_losses_match_hand_computed_values(loss: str) -> None:
     real, fake = torch.tensor(REAL), torch.tensor(FAKE)
     assert discriminator_loss(loss, real, fake).item() == pytest.approx(D_EXPECTED[loss], 1e-6)
@@ -60,7 +70,7 @@ def test_label_smoothing_changes_only_the_real_term() -> None:
 
 def test_losses_are_stable_for_extreme_logits() -> None:
     logits = torch.tensor([-200.0, 200.0], requires_grad=True)
-    for loss in LOSSES:
+    for loss in LOGIT_LOSSES:
         value = discriminator_loss(loss, logits, logits) + generator_loss(loss, logits)
         (grad,) = torch.autograd.grad(value, logits)
         assert torch.isfinite(value) and torch.isfinite(grad).all(), loss
@@ -108,3 +118,14 @@ def test_r1_penalty_is_trained_on() -> None:
     penalty = r1_penalty((real @ weight.T).squeeze(1), real)  # ||w||^2 = 5
     (grad,) = torch.autograd.grad(penalty, weight)
     assert grad[0].tolist() == pytest.approx([4.0, -2.0])  # d||w||^2 / dw = 2w
+
+
+def test_feature_matching_is_the_squared_distance_of_the_feature_means() -> None:
+    real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
+    fake = torch.tensor([[0.0, 0.0], [2.0, 1.0], [1.0, 2.0]])  # mean (1, 1)
+    assert feature_matching_loss(real, fake).item() == pytest.approx((2 - 1) ** 2 + (3 - 1) ** 2)
+    # D's side of feature matching is the standard GAN discriminator.
+    r, f = torch.tensor(REAL), torch.tensor(FAKE)
+    assert discriminator_loss("feature_matching", r, f).item() == pytest.approx(
+        D_EXPECTED["non_saturating"], 1e-6
+    )

@@ -25,7 +25,7 @@ def test_shapes_and_output_range(arch: str, spectral_norm: bool) -> None:
 
 
 def test_classic_mlp_widths() -> None:
-    generator, discriminator = build_models(ModelConfig())
+    generator, discriminator = build_models(ModelConfig(arch="mlp"))
     g_widths = [m.out_features for m in generator.modules() if isinstance(m, nn.Linear)]
     d_widths = [m.out_features for m in discriminator.modules() if isinstance(m, nn.Linear)]
     assert g_widths == [256, 512, 1024, 784]
@@ -35,7 +35,7 @@ def test_classic_mlp_widths() -> None:
 
 
 def test_batchnorm_momentum_is_set_by_keyword_not_eps() -> None:
-    cfg = dataclasses.replace(ModelConfig(), g_batchnorm=True, bn_momentum=0.2)
+    cfg = dataclasses.replace(ModelConfig(arch="mlp"), g_batchnorm=True, bn_momentum=0.2)
     generator, _ = build_models(cfg)
     norms = [m for m in generator.modules() if isinstance(m, nn.BatchNorm1d)]
     assert len(norms) == 3
@@ -68,7 +68,9 @@ def test_conditional_models_depend_on_the_label(arch: str) -> None:
 
 
 def test_conditional_model_without_labels_is_an_error() -> None:
-    generator, _ = build_models(ModelConfig(latent_dim=4, g_hidden=(8,), conditional=True))
+    generator, _ = build_models(
+        ModelConfig(arch="mlp", latent_dim=4, g_hidden=(8,), conditional=True)
+    )
     with pytest.raises(ValueError, match="needs class labels"):
         generator(torch.randn(2, 4))
 
@@ -108,7 +110,7 @@ def test_dropout_is_the_identity_in_eval_mode_and_at_p_zero(p: float) -> None:
 
 
 def test_the_classic_loop_uses_torchs_own_dropout() -> None:
-    generator, discriminator = build_models(ModelConfig())
+    generator, discriminator = build_models(ModelConfig(arch="mlp"))
     classic = build_classic_gan(generator, discriminator, TrainConfig(), torch.device("cpu"))
     layers = [m for m in classic.discriminator.modules() if isinstance(m, nn.Dropout)]
     assert [type(m) for m in layers] == [nn.Dropout] * 3
@@ -166,3 +168,34 @@ def test_glorot_init_for_the_keras_and_sngan_pairs() -> None:
     assert conv.weight.abs().max().item() <= bound
     assert conv.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.02)
     assert conv.bias is not None and not conv.bias.any()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize(
+    ("init", "spread"),
+    [
+        # std of each init for a layer's fans; uniform(-a, a) has std a / sqrt(3)
+        ("xavier_uniform", lambda fi, fo: 5 / 3 * (2 / (fi + fo)) ** 0.5),
+        ("xavier_normal", lambda fi, fo: 5 / 3 * (2 / (fi + fo)) ** 0.5),
+        ("he_uniform", lambda fi, fo: (2 / (1 + 0.2**2) / fi) ** 0.5),
+        ("he_normal", lambda fi, fo: (2 / (1 + 0.2**2) / fi) ** 0.5),
+        ("dcgan", lambda fi, fo: 0.02),
+    ],
+)
+def test_model_init_gives_each_layer_the_promised_spread(
+    arch: str, init: str, spread: object
+) -> None:
+    """Every weight layer of both nets, whatever the pair, gets the chosen init's std."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, init=init, dcgan_channels=16, res_channels=16)
+    for net in build_models(cfg):
+        for layer in net.modules():
+            if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+                continue
+            weight = layer.weight
+            if weight.numel() < 2000:  # too few draws for a 10% check
+                continue
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+            expected = spread(fan_in, fan_out)  # type: ignore[operator]
+            assert weight.std().item() == pytest.approx(expected, rel=0.1), (arch, layer)
+            assert layer.bias is None or not layer.bias.any()

@@ -13,7 +13,7 @@ from ganops.loop import Hooks, LoopState, NullLogger, fit
 from ganops.models import build_models
 from ganops.training import build_gan
 
-MODEL = ModelConfig(latent_dim=8, g_hidden=(32,), d_hidden=(32,))
+MODEL = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(32,))
 
 
 class RecordingLogger(NullLogger):
@@ -310,7 +310,7 @@ def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tenso
     on steps 1 and 3 only (lr ~0 keeps the weights fixed)."""
     from ganops.training import discriminator_step
 
-    model = ModelConfig(latent_dim=8, g_hidden=(32,), d_hidden=(1,), d_dropout=0.0)
+    model = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(1,), d_dropout=0.0)
     real, fake = images[:8], images[8:16]
     losses = {}
     for gamma in (0.0, 3.0):
@@ -335,3 +335,61 @@ def test_lazy_r1_ema_warmup_and_schedules_train_eagerly() -> None:
     assert "ema_warmup" in str(eager_only_reason(TrainConfig(ema_decay=0.9, ema_warmup=True)))
     assert "r1_every" in str(eager_only_reason(TrainConfig(r1_gamma=1.0, r1_every=4)))
     assert eager_only_reason(TrainConfig(r1_gamma=1.0, r1_every=1)) is None
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "tf_dcgan", "resnet"])
+def test_feature_matching_moves_g_toward_the_real_feature_means(
+    arch: str, images: torch.Tensor
+) -> None:
+    """The G step of feature matching lowers ||E f(x) - E f(G(z))||^2 on the same batch and
+    noise (D frozen in the G step), for every architecture's f."""
+    from ganops.losses import feature_matching_loss
+    from ganops.training import generator_step
+
+    model = ModelConfig(
+        arch=arch,
+        latent_dim=8,
+        g_hidden=(32,),
+        d_hidden=(32,),
+        dcgan_channels=4,
+        res_channels=4,
+        d_dropout=0.0,
+    )
+    cfg = TrainConfig(loss="feature_matching", lr_g=1e-2)
+    torch.manual_seed(0)
+    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    real, z = images[:16], torch.randn(16, 8)
+    gan.generator.eval()  # BatchNorm on running stats: the same fakes before and after
+
+    def distance() -> float:
+        with torch.no_grad():
+            fake = gan.generator(z)
+            features = gan.discriminator.features  # type: ignore[operator]
+            return feature_matching_loss(features(real), features(fake)).item()
+
+    before = distance()
+    for _ in range(5):
+        generator_step(gan, gan.generator(z), cfg, real=real)
+    assert distance() < before
+
+
+def test_keras_clipvalue_clips_each_gradient_element() -> None:
+    from ganops.training import _clip_grad
+
+    layer = torch.nn.Linear(3, 1)
+    layer.weight.grad = torch.tensor([[5.0, -0.5, -3.0]])
+    layer.bias.grad = torch.tensor([0.2])
+    _clip_grad(layer, TrainConfig(grad_clip_value=1.0))
+    assert layer.weight.grad.tolist() == [[1.0, -0.5, -1.0]]  # element-wise, not by norm
+    assert layer.bias.grad.tolist() == pytest.approx([0.2])
+
+
+def test_keras_inverse_time_decay_counts_each_optimizers_own_updates() -> None:
+    """lr / (1 + decay * t): D has made `step` updates, G (with k = 2) step // 2."""
+    from ganops.training import set_learning_rates
+
+    cfg = TrainConfig(optimizer="rmsprop", lr_g=4e-4, lr_d=4e-4, lr_decay=0.5, d_steps=2)
+    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    set_learning_rates(gan, cfg, step=6, total_steps=100)
+    assert gan.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 6))
+    assert gan.opt_g.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 3))

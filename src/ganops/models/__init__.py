@@ -10,6 +10,8 @@ from logits, which is numerically stable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from ganops.config import ModelConfig
@@ -22,6 +24,7 @@ from ganops.models.classic import (
     Dropout,
     MLPDiscriminator,
     MLPGenerator,
+    chosen_init,
     dcgan_init,
     glorot_init,
 )
@@ -33,15 +36,18 @@ __all__ = ["IMAGE_SHAPE", "IMAGE_SIZE", "NUM_CLASSES", "Dropout", "build_models"
 
 def build_models(cfg: ModelConfig) -> tuple[nn.Module, nn.Module]:
     """(generator, discriminator) for ``cfg.arch``, freshly initialised on the CPU."""
-    if cfg.arch == "mlp":
-        return MLPGenerator(cfg), MLPDiscriminator(cfg)
     pair: tuple[nn.Module, nn.Module]
-    if cfg.arch == "tf_dcgan":  # Keras' default glorot_uniform kernels, as in the tutorial
+    init: Callable[[nn.Module], None]
+    if cfg.arch == "mlp":  # PyTorch's own init unless model.init names one
+        pair, init = (MLPGenerator(cfg), MLPDiscriminator(cfg)), lambda module: None
+    elif cfg.arch == "tf_dcgan":  # Keras' default glorot_uniform kernels, as in the tutorial
         pair, init = (TFDCGANGenerator(cfg), TFDCGANDiscriminator(cfg)), glorot_init
     elif cfg.arch == "resnet":  # SNGAN's init: xavier (= glorot) uniform, zero biases
         pair, init = (ResNetGenerator(cfg), ResNetDiscriminator(cfg)), glorot_init
     else:
         pair, init = (DCGANGenerator(cfg), DCGANDiscriminator(cfg)), dcgan_init
+    if cfg.init != "default":
+        init = chosen_init(cfg.init)
     for module in pair:
         module.apply(init)
     return pair

@@ -3,6 +3,8 @@ plus the helpers every family shares (labels, spectral norm, dropout, initialisa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -103,9 +105,13 @@ class MLPDiscriminator(nn.Module):
         layers.append(maybe_spectral_norm(nn.Linear(width, 1), cfg.spectral_norm))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer's activations (B, d_hidden[-1]): feature matching's f(x)."""
         x = with_labels(images.flatten(1), one_hot_labels(labels, self.conditional))
-        return self.net(x).squeeze(1)  # (B,)
+        return self.net[:-1](x)  # type: ignore[no-any-return]
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
 
 
 class DCGANGenerator(nn.Module):
@@ -155,8 +161,12 @@ class DCGANDiscriminator(nn.Module):
             maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
 
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The flattened last conv activations (B, 2c * 7 * 7): feature matching's f(x)."""
+        return self.net[:-1](with_label_planes(images, labels, self.conditional))  # type: ignore[no-any-return]
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(with_label_planes(images, labels, self.conditional)).squeeze(1)  # (B,)
+        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -183,3 +193,30 @@ def glorot_init(module: nn.Module) -> None:
         nn.init.xavier_uniform_(_stored_weight(module))
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+LEAKY_SLOPE = 0.2  # the hidden activation of every pair's D (and of the MLP G)
+
+
+def chosen_init(name: str) -> Callable[[nn.Module], None]:
+    """The init ``model.init`` names, for ``nn.Module.apply`` (not 'default')."""
+    if name == "dcgan":
+        return dcgan_init
+    tanh_gain = nn.init.calculate_gain("tanh")  # 5/3: what Glorot's derivation assumed
+    fills: dict[str, Callable[[torch.Tensor], object]] = {
+        "xavier_uniform": lambda w: nn.init.xavier_uniform_(w, gain=tanh_gain),
+        "xavier_normal": lambda w: nn.init.xavier_normal_(w, gain=tanh_gain),
+        "he_uniform": lambda w: nn.init.kaiming_uniform_(
+            w, a=LEAKY_SLOPE, nonlinearity="leaky_relu"
+        ),
+        "he_normal": lambda w: nn.init.kaiming_normal_(w, a=LEAKY_SLOPE, nonlinearity="leaky_relu"),
+    }
+    fill = fills[name]
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            fill(_stored_weight(module))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    return init

@@ -110,6 +110,10 @@ class ResNetDiscriminator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.linear = maybe_spectral_norm(nn.Linear(c, 1), sn)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """ReLU'd last block summed over space (B, C): feature matching's f(x)."""
         h = self.blocks(with_label_planes(images, labels, self.conditional))
-        return self.linear(F.relu(h).sum(dim=(2, 3))).squeeze(1)  # (B, C) -> (B,)
+        return F.relu(h).sum(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.linear(self.features(images, labels)).squeeze(1)  # (B, C) -> (B,)

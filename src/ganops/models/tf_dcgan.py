@@ -90,5 +90,9 @@ class TFDCGANDiscriminator(nn.Module):
             maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
 
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The flattened last conv activations (B, 2c * 7 * 7), after dropout: feature matching's f(x)."""
+        return self.net[:-1](with_label_planes(images, labels, self.conditional))  # type: ignore[no-any-return]
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(with_label_planes(images, labels, self.conditional)).squeeze(1)  # (B,)
+        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
