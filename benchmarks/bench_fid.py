@@ -77,7 +77,7 @@ def resolve_device(name: str) -> torch.device:
 def load_generator(path: Path | None, device: torch.device) -> tuple[nn.Module, int]:
     if path is None:
         torch.manual_seed(0)
-        generator, _ = build_models(ModelConfig())
+        generator, _ = build_models(ModelConfig(arch="mlp"))
         return generator.to(device).eval(), ModelConfig().latent_dim
     from ganops.checkpoints import load_generator as load
 

@@ -40,7 +40,7 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
     """A params mapping small enough for a CPU test: real MNIST subset, one epoch."""
     params: dict[str, Any] = {
         "data": {"dataset": "mnist", "source": str(mnist), "train_subset": 512, "test_subset": 128},
-        "model": {"g_hidden": [64, 128], "d_hidden": [128, 64]},
+        "model": {"arch": "mlp", "g_hidden": [64, 128], "d_hidden": [128, 64]},
         "train": {"device": "cpu", "epochs": 1, "batch_size": 64, "log_every": 2, "grid_size": 16},
         "classifier": {"epochs": 3, "batch_size": 64, "device": "cpu"},
         "evaluate": {

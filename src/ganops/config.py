@@ -91,12 +91,28 @@ class ModelConfig:
         1, "resnet: residual blocks per resolution stage (the first of each resamples).", ge=1
     )
     spectral_norm: bool = _spec(False, "Spectral normalization on the discriminator's layers.")
+    init: str = _spec(
+        "default",
+        "Weight init of both nets: 'default' (each pair's own: PyTorch's for mlp, N(0, 0.02) "
+        "for dcgan, glorot for tf_dcgan/resnet), 'dcgan' (N(0, 0.02), BatchNorm scale "
+        "N(1, 0.02)), 'xavier_uniform'/'xavier_normal' (gain 5/3, tanh's) or "
+        "'he_uniform'/'he_normal' (LeakyReLU(0.2)'s gain); biases 0.",
+        choices=("default", "dcgan", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"),
+    )
     conditional: bool = _spec(
         False, "Class-conditional G and D (one-hot label input), so samples can pick a class."
     )
 
 
-LOSSES = ("minimax", "non_saturating", "wgan", "wgan_gp", "lsgan", "hinge")
+LOSSES = (
+    "minimax",
+    "non_saturating",
+    "wgan",
+    "wgan_gp",
+    "lsgan",
+    "hinge",
+    "feature_matching",
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,17 @@ class TrainConfig:
     clip_value: float = _spec(0.01, "Critic weight clipping for loss 'wgan'.", gt=0.0)
     gp_weight: float = _spec(10.0, "Gradient-penalty weight for loss 'wgan_gp'.", ge=0.0)
     grad_clip_norm: float = _spec(0.0, "Clip gradient norm of both nets (0 = off).", ge=0.0)
+    grad_clip_value: float = _spec(
+        0.0,
+        "Clip every gradient element of both nets to [-v, v], as Keras' clipvalue (0 = off).",
+        ge=0.0,
+    )
+    lr_decay: float = _spec(
+        0.0,
+        "Keras' inverse-time decay: each optimizer's rate is lr / (1 + lr_decay * t) at its "
+        "t-th update (0 = off; the Keras GAN tutorial used 1e-8).",
+        ge=0.0,
+    )
     ema_decay: float = _spec(
         0.0, "EMA of generator weights used for samples and evaluation (0 = off).", ge=0.0, lt=1.0
     )
@@ -173,7 +200,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     num_samples: int = _spec(
-        10000, "Generated and real test images compared by FID (metric name fid_<n>).", ge=2
+        10000,
+        "Generated and real test images compared by FID (metric name fid_<n>); at least 4, "
+        "as precision/recall take each image's 3 nearest neighbours.",
+        ge=4,
     )
     batch_size: int = _spec(200, "Images per Inception forward pass.", ge=1)
     device: str = _spec(
@@ -393,7 +423,21 @@ def params_from_dict(raw: Any) -> Params:
         raise ConfigError(
             unknown[0], "…", "one of the sections " + ", ".join(SECTIONS), kind="unknown section"
         )
-    return Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
+    params = Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
+    _check_together(params)
+    return params
+
+
+def _check_together(params: Params) -> None:
+    """Checks across keys, so params that validate can also run."""
+    model, train = params.model, params.train
+    has_batchnorm = model.arch != "mlp" or model.g_batchnorm
+    if has_batchnorm and train.batch_size < 2:
+        raise ConfigError(
+            "train.batch_size",
+            train.batch_size,
+            f"at least 2 with model.arch {model.arch!r} (its BatchNorm needs 2 images a batch)",
+        )
 
 
 MAX_PARAMS_BYTES = 1 << 20  # a params file is a few KB; this bounds what YAML parses

@@ -70,7 +70,7 @@ def test_saved_classifier_loads_back_identical(
 
 
 def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
-    params = params_from_dict({"model": {"latent_dim": 4, "g_hidden": [8]}})
+    params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})
     save_generator(build_models(params.model)[0], params, tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match=r"format 'ganops-generator/1', expected 'ganops-c"):
         load_classifier(tmp_path / "g.pt")
@@ -81,7 +81,7 @@ def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
 def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng(
     trained: Classifier, digits: tuple[Tensor, ...]
 ) -> None:
-    params = params_from_dict({"model": {"latent_dim": 8, "g_hidden": [32]}})
+    params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 8, "g_hidden": [32]}})
     generator = build_models(params.model)[0]
     evaluator = EpochEvaluator(
         trained,

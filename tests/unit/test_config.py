@@ -169,3 +169,15 @@ def test_params_file_not_utf8_or_too_large_is_one_error(tmp_path: Path) -> None:
     path.write_bytes(b"#" * (2 << 20))
     with pytest.raises(ConfigError, match="file too large"):
         load_params(path)
+
+
+def test_params_that_validate_can_run_batchnorm_needs_two_images() -> None:
+    with pytest.raises(ConfigError, match=r"train\.batch_size: 1; expected at least 2"):
+        params_from_dict({"model": {"arch": "tf_dcgan"}, "train": {"batch_size": 1}})
+    with pytest.raises(ConfigError, match=r"train\.batch_size"):
+        params_from_dict(
+            {"model": {"arch": "mlp", "g_batchnorm": True}, "train": {"batch_size": 1}}
+        )
+    assert params_from_dict({"model": {"arch": "mlp"}, "train": {"batch_size": 1}})
+    with pytest.raises(ConfigError, match=r"evaluate\.num_samples"):
+        params_from_dict({"evaluate": {"num_samples": 3}})

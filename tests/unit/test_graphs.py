@@ -59,7 +59,7 @@ def test_on_where_graphs_are_impossible_is_one_clear_error(
 
 def test_the_cpu_loop_iterates_eagerly() -> None:
     torch.manual_seed(0)
-    gan = build_gan(*build_models(ModelConfig()), TrainConfig(), torch.device("cpu"))
+    gan = build_gan(*build_models(ModelConfig(arch="mlp")), TrainConfig(), torch.device("cpu"))
     iterate = iteration_for(gan, TrainConfig(), torch.device("cpu"), Replicas())
     assert not isinstance(iterate, GraphedIteration)
 
@@ -94,7 +94,7 @@ def test_a_graphed_runs_optimizer_state_resumes_eagerly_on_the_cpu() -> None:
 def test_the_eager_loop_turns_a_resumed_capturable_flag_off() -> None:
     cfg = TrainConfig(optimizer="rmsprop")
     torch.manual_seed(0)
-    gan = build_gan(*build_models(ModelConfig()), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(ModelConfig(arch="mlp")), cfg, torch.device("cpu"))
     for group in gan.opt_d.param_groups:
         group["capturable"] = True
     iteration_for(gan, cfg, torch.device("cpu"), Replicas())
