@@ -37,7 +37,6 @@ from torch import Tensor
 from ganops.config import ModelConfig, TrainConfig
 from ganops.data import normalize, read_idx
 from ganops.errors import GanopsError
-from ganops.loop import Hooks, fit
 from ganops.models import build_models
 from ganops.reference import (
     ClassicGAN,
@@ -47,7 +46,8 @@ from ganops.reference import (
     reference_step,
 )
 from ganops.stages import common as stages_common
-from ganops.training import GAN, build_gan
+from ganops.training.loop import Hooks, fit
+from ganops.training.step import GAN, build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"

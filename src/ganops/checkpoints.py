@@ -10,7 +10,7 @@ from torch import nn
 
 from ganops.config import ARCHS, ModelConfig, Params, TrainConfig, params_from_dict
 from ganops.errors import CheckpointError, ConfigError
-from ganops.io import save_torch
+from ganops.files import save_torch
 from ganops.models import build_models
 
 GENERATOR_FORMAT = "ganops-generator/1"

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ganops.checkpoints import read_model_file
 from ganops.errors import CheckpointError
-from ganops.io import save_torch
+from ganops.files import save_torch
 from ganops.models import NUM_CLASSES
 
 CLASSIFIER_FORMAT = "ganops-classifier/1"

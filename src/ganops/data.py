@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ganops.errors import DataError, output_error
-from ganops.io import current_umask, file_sha256, replace_dir
+from ganops.files import current_umask, file_sha256, replace_dir
 
 SPLITS = ("train", "test")
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid
 
-from ganops.io import atomic_path
+from ganops.files import atomic_path
 
 
 def grid_array(images: torch.Tensor, nrow: int | None = None) -> np.ndarray:

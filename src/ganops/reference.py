@@ -1,7 +1,7 @@
 """The classic GAN training loop of the PyTorch/Keras tutorials, kept as a yardstick.
 
 Nothing in the pipeline trains with this module. It exists so that ``benchmarks/bench_train.py``
-can time ganops' loop (``ganops.training``) against the loop most people write first, and so
+can time ganops' loop (``ganops.training.step``) against the loop most people write first, and so
 that ``tests/unit/test_fast_path.py`` can check that ganops' fast path computes the same update
 as the plain one. It is written the way the tutorials write it (pytorch/examples ``dcgan``,
 PyTorch-GAN ``gan.py``), on purpose:
@@ -134,7 +134,7 @@ def reference_step(
     The objective is ganops' ``non_saturating`` loss: D minimises
     BCE(D(x), real_label) + BCE(D(G(z)), 0) and G minimises BCE(D(G(z)), 1).
     Dropout draws its masks in the order D(real), D(fake), D(fake) again for G, which is
-    the order ``ganops.training.train_iteration`` uses too.
+    the order ``ganops.training.step.train_iteration`` uses too.
     """
     batch = real.size(0)
     # (1) D: maximise log D(x) + log(1 - D(G(z))), one backward pass per term.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ganops.errors import DataError
-from ganops.io import file_sha256, write_json
+from ganops.files import file_sha256, write_json
 
 FILE_NAME = "mlflow_run.json"
 

@@ -154,6 +154,28 @@ def test_registered_generator_loads_back_and_a_passing_gate_promotes_it(
     assert any(key.startswith("system/") for key in run.data.metrics)
 
 
+def test_a_typo_in_params_loses_no_curves_dvc_checkout_restores_them(project: Path) -> None:
+    """DVC removes a stage's outputs before running it, so a bad value costs the last run's
+    files; all of them are in the DVC cache, so `dvc checkout` with the params restored brings
+    them back without retraining."""
+    params = project / "params.yaml"
+    good = params.read_text(encoding="utf-8")
+    before = {
+        name: (project / "outputs/train" / name).read_bytes()
+        for name in ("losses.csv", "quality.csv")
+    }
+    params.write_text(good.replace("epochs: 1", "epochs: -1", 1), encoding="utf-8")
+    failed = subprocess.run(
+        ["dvc", "repro"], cwd=project, env=_env(), capture_output=True, text=True, timeout=900
+    )
+    assert failed.returncode != 0 and "train.epochs" in failed.stdout + failed.stderr
+    params.write_text(good, encoding="utf-8")
+    sh("dvc", "checkout", cwd=project)
+    for name, content in before.items():
+        assert (project / "outputs/train" / name).read_bytes() == content
+    assert "up to date" in sh("dvc", "status", cwd=project)
+
+
 def test_two_experiments_at_once_never_leave_outputs_that_disagree_with_dvc_lock(
     project: Path,
 ) -> None:

@@ -8,8 +8,8 @@ import torch
 from ganops.checkpoints import load_generator, load_resumable, save_checkpoint, save_generator
 from ganops.config import params_from_dict
 from ganops.errors import CheckpointError
-from ganops.loop import LoopState
 from ganops.models import build_models
+from ganops.training.loop import LoopState
 
 
 def _interrupted(path: Path, complete: bool = False) -> None:

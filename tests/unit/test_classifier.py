@@ -20,8 +20,8 @@ from ganops.classifier import (
 from ganops.config import params_from_dict
 from ganops.data import load_split
 from ganops.errors import CheckpointError
+from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models
-from ganops.quality import QUALITY_NAMES, EpochEvaluator
 
 CPU = torch.device("cpu")
 

@@ -157,7 +157,7 @@ def test_a_prepared_split_changed_after_prepare_is_refused(tmp_path: Path) -> No
     import torch
 
     from ganops.data import load_prepared
-    from ganops.io import file_sha256
+    from ganops.files import file_sha256
 
     split = tmp_path / "test.pt"
     torch.save(

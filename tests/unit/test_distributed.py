@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganops.distributed import Replicas, check_batch_size, from_env
 from ganops.errors import GanopsError
+from ganops.training.distributed import Replicas, check_batch_size, from_env
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])

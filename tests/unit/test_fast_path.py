@@ -1,6 +1,6 @@
 """ganops' fast training path computes what the plain tutorial loop computes.
 
-The fast path (``ganops.training``) differs from ``ganops.reference`` only in how it computes:
+The fast path (``ganops.training.step``) differs from ``ganops.reference`` only in how it computes:
 logits + BCE-with-logits instead of Sigmoid + BCELoss, one D backward instead of two, D frozen
 during the G step, data and noise on the device, no per-step host reads. For the same weights,
 real batch and noise, one iteration of each must give the same losses and the same parameters
@@ -23,10 +23,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import ganops.loop
+import ganops.training.loop
 from ganops.config import ModelConfig, TrainConfig
 from ganops.data import normalize
-from ganops.loop import fit
 from ganops.models import Dropout, build_models
 from ganops.reference import (
     ClassicGAN,
@@ -35,7 +34,8 @@ from ganops.reference import (
     classic_loader,
     reference_step,
 )
-from ganops.training import GAN, build_gan, train_iteration
+from ganops.training.loop import fit
+from ganops.training.step import GAN, build_gan, train_iteration
 
 CPU = torch.device("cpu")
 TOL = 1e-5
@@ -160,7 +160,7 @@ def test_ganops_epochs_are_permutations_cut_into_floor_n_over_b_batches(
         seen.append(real[:, 0, 0, 0].long().tolist())
         return torch.zeros(4)
 
-    monkeypatch.setattr(ganops.loop, "train_iteration", record)
+    monkeypatch.setattr(ganops.training.loop, "train_iteration", record)
     cfg = TrainConfig(device="cpu", batch_size=batch_size, epochs=epochs, log_every=1000)
     gan, _ = twin_gans(tiny_model("mlp"), cfg)
     state = fit(gan, indexed_images(num_images), cfg, latent_dim=8, fixed_noise=torch.randn(4, 8))

@@ -1,4 +1,4 @@
-"""CUDA-graph training iterations (``ganops.graphs``).
+"""CUDA-graph training iterations (``ganops.training.cuda_graphs``).
 
 Where they are used is decided on any machine. That a replayed graph trains exactly as the
 eager loop does needs a GPU: those tests skip without one, and run with
@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from ganops.config import ModelConfig, TrainConfig
-from ganops.distributed import Replicas
 from ganops.errors import GanopsError
-from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
-from ganops.loop import Hooks, LoopState, fit, iteration_for
 from ganops.models import build_models
-from ganops.training import GAN, build_gan
+from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
+from ganops.training.distributed import Replicas
+from ganops.training.loop import Hooks, LoopState, fit, iteration_for
+from ganops.training.step import GAN, build_gan
 from tests.unit.test_fast_path import tiny_model
 
 CUDA = torch.device("cuda")

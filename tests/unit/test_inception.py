@@ -13,7 +13,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.io import torch_bytes
+from ganops.files import torch_bytes
 from ganops.metrics import inception
 from ganops.metrics.features import build_inception
 from ganops.metrics.inception import (

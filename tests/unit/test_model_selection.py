@@ -11,9 +11,9 @@ from torch import nn
 
 from ganops.checkpoints import BEST_GENERATOR, load_generator, scored_generator
 from ganops.config import params_from_dict
-from ganops.loop import LoopState
 from ganops.models import build_models
 from ganops.stages.train import _keeping_best
+from ganops.training.loop import LoopState
 
 PARAMS = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 4, "latent_dim": 8}})
 

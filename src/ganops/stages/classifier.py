@@ -10,7 +10,7 @@ import torch
 from ganops.classifier import Classifier, accuracy, save_classifier, train_classifier
 from ganops.config import ClassifierConfig
 from ganops.data import load_prepared
-from ganops.io import ensure_writable, write_json
+from ganops.files import ensure_writable, write_json
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
 

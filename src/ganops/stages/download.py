@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ganops.config import DataConfig
 from ganops.data import DATASETS, dataset_checksum, download
-from ganops.io import write_json
+from ganops.files import write_json
 from ganops.progress import Progress
 
 MANIFEST = "manifest.json"

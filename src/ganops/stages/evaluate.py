@@ -19,7 +19,7 @@ from ganops.classifier import Classifier, classify, load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, Params
 from ganops.data import load_prepared
 from ganops.errors import DataError
-from ganops.io import ensure_writable, write_json, write_text
+from ganops.files import ensure_writable, write_json, write_text
 from ganops.metrics.classes import real_class_share
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device

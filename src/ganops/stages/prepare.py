@@ -8,7 +8,7 @@ from pathlib import Path
 from ganops.config import DataConfig
 from ganops.data import SPLITS, load_split
 from ganops.errors import DataError
-from ganops.io import file_sha256, save_torch, write_json
+from ganops.files import file_sha256, save_torch, write_json
 from ganops.stages.download import MANIFEST
 
 

@@ -10,9 +10,9 @@ from torch import Tensor
 from ganops.checkpoints import load_generator
 from ganops.errors import UsageError
 from ganops.images import grid_array, save_png
-from ganops.loop import sample_images
 from ganops.models import NUM_CLASSES
 from ganops.stages.common import resolve_device
+from ganops.training.loop import sample_images
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:

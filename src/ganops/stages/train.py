@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ganops import distributed, run_reference
+from ganops import run_reference
 from ganops.checkpoints import (
     BEST_GENERATOR,
     load_generator,
@@ -33,17 +33,26 @@ from ganops.checkpoints import (
 )
 from ganops.config import Params
 from ganops.data import load_prepared, read_meta
-from ganops.distributed import Replicas
 from ganops.errors import DataError
-from ganops.graphs import use_cuda_graph
+from ganops.files import ensure_writable, write_text
 from ganops.images import grid_array, save_png
-from ganops.io import ensure_writable, write_text
-from ganops.loop import STAT_NAMES, Hooks, LoopState, NullLogger, TrainLogger, fit, sample_images
+from ganops.metrics.epoch import QUALITY_NAMES
 from ganops.models import NUM_CLASSES, build_models
 from ganops.progress import Progress
-from ganops.quality import QUALITY_NAMES
 from ganops.stages.common import resolve_device
-from ganops.training import GAN, build_gan, precision_warning
+from ganops.training import distributed
+from ganops.training.cuda_graphs import use_cuda_graph
+from ganops.training.distributed import Replicas
+from ganops.training.loop import (
+    STAT_NAMES,
+    Hooks,
+    LoopState,
+    NullLogger,
+    TrainLogger,
+    fit,
+    sample_images,
+)
+from ganops.training.step import GAN, build_gan, precision_warning
 
 
 def _csv(rows: list[dict[str, float]], columns: tuple[str, ...]) -> str:
@@ -63,7 +72,7 @@ def _epoch_evaluator(
     if cfg.every_epochs == 0 or classifier is None:
         return None
     from ganops.classifier import load_classifier
-    from ganops.quality import EpochEvaluator
+    from ganops.metrics.epoch import EpochEvaluator
 
     model, _ = load_classifier(classifier)
     real, real_labels = load_prepared(data_dir / "test.pt")
@@ -186,7 +195,7 @@ def run(
     """Train; write ``models/{generator,checkpoint}.pt`` and ``out_dir/{losses.csv,...}``.
 
     With a ``classifier`` (``ganops classifier``), score samples every evaluate.every_epochs.
-    Under ``torchrun --nproc-per-node N`` it trains with DDP (see ``ganops.distributed``).
+    Under ``torchrun --nproc-per-node N`` it trains with DDP (see ``ganops.training.distributed``).
     """
     replicas = distributed.from_env()
     distributed.check_batch_size(params.train.batch_size, replicas)

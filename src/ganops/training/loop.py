@@ -11,7 +11,7 @@ Vocabulary used in logs and plots:
 Speed on small models is overhead, not arithmetic: the training set stays on the device,
 batch indices and noise are drawn there, and the host synchronises only once per log
 interval (statistics are summed on the device in between). On a single GPU each iteration
-is replayed from a CUDA graph (``ganops.graphs``, ``train.cuda_graph``).
+is replayed from a CUDA graph (``ganops.training.cuda_graphs``, ``train.cuda_graph``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ganops.config import TrainConfig
-from ganops.distributed import Replicas
 from ganops.errors import GanopsError, Interrupted
-from ganops.graphs import GraphedIteration, set_capturable, use_cuda_graph
-from ganops.training import GAN, set_learning_rates, train_iteration, varies_learning_rate
+from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
+from ganops.training.distributed import Replicas
+from ganops.training.step import GAN, set_learning_rates, train_iteration, varies_learning_rate
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from ganops.classifier import Classifier, Outputs, classify
-from ganops.loop import sample_images
 from ganops.metrics.classes import real_class_share
 from ganops.metrics.names import family_of
+from ganops.training.loop import sample_images
 
 QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
 _CHUNK = 500  # images per forward pass

@@ -1,6 +1,6 @@
 """One GAN training iteration: the networks, their optimizers and the D and G updates.
 
-The loop around it (schedule, logging, checkpoints) is in ``ganops.loop``.
+The loop around it (schedule, logging, checkpoints) is in ``ganops.training.loop``.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ def train_iteration(
     DCGAN loop, which saves a generator forward pass per iteration. A conditional GAN
     generates fakes of the real batch's classes (``labels``), so both halves of D's batch
     share one class distribution.
-    ``update_ema=False`` leaves the EMA to the caller (``ganops.graphs``: its update reads a
+    ``update_ema=False`` leaves the EMA to the caller (``ganops.training.cuda_graphs``: its update reads a
     counter on the host, which a CUDA graph cannot capture).
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganops.config import TrainConfig
-from ganops.distributed import Replicas
 from ganops.errors import GanopsError
-from ganops.training import GAN, train_iteration
+from ganops.training.distributed import Replicas
+from ganops.training.step import GAN, train_iteration
 
 WARMUP_ITERATIONS = 3
 

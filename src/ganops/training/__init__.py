@@ -1,0 +1,9 @@
+"""The training run, one concern a module:
+
+- ``step``: one iteration (the D and G updates, EMA, learning rates) and the GAN's parts;
+- ``loop``: ``fit``, the loop over epochs and batches, with logging, checkpoints and resume;
+- ``cuda_graphs``: the same iterations replayed as CUDA graphs on one GPU;
+- ``distributed``: torchrun/DDP: ranks, sharding and agreement between processes.
+
+Nothing is imported here, so ``import ganops.training.step`` stays light.
+"""
