@@ -15,8 +15,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ganops import __version__
-from ganops.config import Params, load_params
-from ganops.errors import WRITE_ERRNOS, GanopsError, output_error
+from ganops.config import Params, load_params, uncommitted_changes
+from ganops.errors import WRITE_ERRNOS, ConfigError, GanopsError, output_error
 
 app = typer.Typer(
     help="GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate.",
@@ -57,7 +57,16 @@ def user_errors(command: F) -> F:
 
 
 def _params(path: Path) -> Params:
-    return load_params(path)
+    try:
+        return load_params(path)
+    except ConfigError as error:
+        changed = uncommitted_changes(path)
+        if not changed:
+            raise
+        raise error.with_note(
+            f"{path} differs from its committed version in: {'; '.join(changed)} "
+            f"(`git checkout {path}` restores it)"
+        ) from None
 
 
 def _version(value: bool) -> None:

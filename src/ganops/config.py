@@ -568,3 +568,37 @@ def params_reference_markdown() -> str:
         cells = [f"`{row['key']}`", row["type"], f"`{row['default']}`", row["allowed"]]
         lines.append("| " + " | ".join([*cells, row["meaning"]]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def uncommitted_changes(path: Path) -> list[str]:
+    """``section.key old -> new`` for each value of the params file ``path`` that differs from
+    its committed version (git HEAD); [] outside git, or when either side does not parse.
+
+    `dvc exp run -S` writes its values into the workspace's params.yaml: after a failed run,
+    this says which of them to undo.
+    """
+    import subprocess
+
+    try:
+        shown = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent.resolve(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        committed = yaml.load(shown.stdout, Loader=_StrictLoader) if shown.returncode == 0 else None
+        current = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError, ConfigError, UnicodeDecodeError):
+        return []
+    if not isinstance(committed, dict) or not isinstance(current, dict):
+        return []
+    changes = []
+    for section in sorted(set(committed) | set(current), key=str):
+        old, new = committed.get(section), current.get(section)
+        old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                changes.append(f"{section}.{key} {old.get(key)!r} -> {new.get(key)!r}")
+    return changes

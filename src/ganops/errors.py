@@ -32,6 +32,12 @@ class ConfigError(GanopsError):
         self.key, self.value, self.allowed, self.kind = key, value, allowed, kind
         super().__init__(f"params: {kind} for {key}: {value!r}; expected {allowed}")
 
+    def with_note(self, note: str) -> ConfigError:
+        """The same error with ``note`` appended to its one line."""
+        error = ConfigError(self.key, self.value, self.allowed, kind=self.kind)
+        error.args = (f"{self}. {note}",)
+        return error
+
 
 class DataError(GanopsError):
     """A data file is missing, corrupt or fails verification."""

@@ -181,3 +181,20 @@ def test_params_that_validate_can_run_batchnorm_needs_two_images() -> None:
     assert params_from_dict({"model": {"arch": "mlp"}, "train": {"batch_size": 1}})
     with pytest.raises(ConfigError, match=r"evaluate\.num_samples"):
         params_from_dict({"evaluate": {"num_samples": 3}})
+
+
+def test_a_bad_value_names_what_differs_from_the_committed_params(tmp_path: Path) -> None:
+    """After `dvc exp run -S train.epochs=-1` fails, the workspace keeps the bad value: the
+    error says which values differ from git HEAD and how to restore them."""
+    from ganops.config import uncommitted_changes
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 30\n  seed: 42\n", encoding="utf-8")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "params.yaml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "p"], cwd=tmp_path, check=True)
+    assert uncommitted_changes(path) == []
+    path.write_text("train:\n  epochs: -1\n  seed: 42\n", encoding="utf-8")
+    assert uncommitted_changes(path) == ["train.epochs 30 -> -1"]
+    assert uncommitted_changes(tmp_path / "elsewhere" / "params.yaml") == []
