@@ -164,7 +164,9 @@ def test_a_typo_in_params_loses_no_curves_dvc_checkout_restores_them(project: Pa
         name: (project / "outputs/train" / name).read_bytes()
         for name in ("losses.csv", "quality.csv")
     }
-    params.write_text(good.replace("epochs: 1", "epochs: -1", 1), encoding="utf-8")
+    typo = yaml.safe_load(good)
+    typo["train"]["epochs"] = -1
+    params.write_text(yaml.safe_dump(typo, sort_keys=False), encoding="utf-8")
     failed = subprocess.run(
         ["dvc", "repro"], cwd=project, env=_env(), capture_output=True, text=True, timeout=900
     )
