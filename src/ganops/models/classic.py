@@ -63,6 +63,25 @@ class Dropout(nn.Dropout):
         return x * keep.mul_(1 / (1 - self.p))
 
 
+class HeadedDiscriminator(nn.Module):
+    """A discriminator whose ``net`` ends in its logit layer. ``features`` is everything
+    before that layer (feature matching's f(x): the last hidden activations), ``forward`` the
+    logits (B,). Subclasses build ``net`` and may change how images and labels enter it."""
+
+    net: nn.Sequential
+    conditional: bool
+
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """What ``net`` reads: the images, with the label as constant planes if conditional."""
+        return with_label_planes(images, labels, self.conditional)
+
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net[:-1](self.inputs(images, labels))  # type: ignore[no-any-return]
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
+
+
 class MLPGenerator(nn.Module):
     """z (B, latent_dim) -> images (B, 1, 28, 28) in [-1, 1]: Linear+LeakyReLU(0.2) stack, tanh."""
 
@@ -86,7 +105,7 @@ class MLPGenerator(nn.Module):
         return self.net(z).view(-1, *IMAGE_SHAPE)  # (B, 1, 28, 28)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(HeadedDiscriminator):
     """images (B, 1, 28, 28) -> logits (B,): Linear+LeakyReLU(0.2)+Dropout stack."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -105,13 +124,8 @@ class MLPDiscriminator(nn.Module):
         layers.append(maybe_spectral_norm(nn.Linear(width, 1), cfg.spectral_norm))
         self.net = nn.Sequential(*layers)
 
-    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The last hidden layer's activations (B, d_hidden[-1]): feature matching's f(x)."""
-        x = with_labels(images.flatten(1), one_hot_labels(labels, self.conditional))
-        return self.net[:-1](x)  # type: ignore[no-any-return]
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return with_labels(images.flatten(1), one_hot_labels(labels, self.conditional))
 
 
 class DCGANGenerator(nn.Module):
@@ -141,7 +155,7 @@ class DCGANGenerator(nn.Module):
         return self.net(self.project(z).view(-1, self.width, 7, 7))  # (B, 2c, 7, 7) in
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(HeadedDiscriminator):
     """images -> strided convs 28 -> 14 -> 7 with LeakyReLU(0.2) -> linear logit.
 
     Conditional: the one-hot label enters as 10 constant 28x28 planes beside the image.
@@ -160,13 +174,6 @@ class DCGANDiscriminator(nn.Module):
             nn.Flatten(),
             maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
-
-    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The flattened last conv activations (B, 2c * 7 * 7): feature matching's f(x)."""
-        return self.net[:-1](with_label_planes(images, labels, self.conditional))  # type: ignore[no-any-return]
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
 
 
 def dcgan_init(module: nn.Module) -> None:

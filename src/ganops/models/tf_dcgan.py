@@ -13,9 +13,9 @@ from torch import nn
 from ganops.config import ModelConfig
 from ganops.models.classic import (
     NUM_CLASSES,
+    HeadedDiscriminator,
     maybe_spectral_norm,
     one_hot_labels,
-    with_label_planes,
     with_labels,
 )
 
@@ -70,7 +70,7 @@ class TFDCGANGenerator(nn.Module):
         return self.net(self.project(z).view(-1, self.width, 7, 7))  # (B, 4c, 7, 7) in
 
 
-class TFDCGANDiscriminator(nn.Module):
+class TFDCGANDiscriminator(HeadedDiscriminator):
     """images -> conv c s2 -> LeakyReLU -> Dropout 0.3 -> conv 2c s2 -> LeakyReLU -> Dropout
     -> dense logit. ``model.d_dropout`` sets the dropout (the tutorial's 0.3 by default)."""
 
@@ -89,10 +89,3 @@ class TFDCGANDiscriminator(nn.Module):
             nn.Flatten(),
             maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
-
-    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """The flattened last conv activations (B, 2c * 7 * 7), after dropout: feature matching's f(x)."""
-        return self.net[:-1](with_label_planes(images, labels, self.conditional))  # type: ignore[no-any-return]
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net[-1](self.features(images, labels)).squeeze(1)  # (B,)
