@@ -11,6 +11,7 @@ with the empty pixels set to the background's -1 rather than 0 (this pipeline's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -56,6 +57,7 @@ def cutout(images: Tensor, ratio: float = 0.5) -> Tensor:
 POLICIES: dict[str, Callable[[Tensor], Tensor]] = {"translation": translation, "cutout": cutout}
 
 
+@functools.lru_cache(maxsize=8)  # called with the same config string every training step
 def parse_policy(policy: str) -> tuple[str, ...]:
     """``"translation,cutout"`` -> ("translation", "cutout"); "" -> (). Unknown names: ValueError."""
     names = tuple(name.strip() for name in policy.split(",") if name.strip())
