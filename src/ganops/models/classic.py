@@ -194,12 +194,20 @@ def _stored_weight(module: nn.Module) -> torch.Tensor:
     return module.weight  # type: ignore[return-value]
 
 
-def glorot_init(module: nn.Module) -> None:
-    """Keras' default (and SNGAN's) init: glorot/xavier-uniform weights, zero biases."""
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.xavier_uniform_(_stored_weight(module))
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+def weights_init(fill: Callable[[torch.Tensor], object]) -> Callable[[nn.Module], None]:
+    """An init for ``nn.Module.apply``: ``fill`` on each conv/linear weight, zero biases."""
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            fill(_stored_weight(module))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    return init
+
+
+# Keras' default (and SNGAN's) init: glorot/xavier-uniform weights, zero biases.
+glorot_init = weights_init(nn.init.xavier_uniform_)
 
 
 LEAKY_SLOPE = 0.2  # the hidden activation of every pair's D (and of the MLP G)
@@ -218,12 +226,4 @@ def chosen_init(name: str) -> Callable[[nn.Module], None]:
         ),
         "he_normal": lambda w: nn.init.kaiming_normal_(w, a=LEAKY_SLOPE, nonlinearity="leaky_relu"),
     }
-    fill = fills[name]
-
-    def init(module: nn.Module) -> None:
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            fill(_stored_weight(module))
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-    return init
+    return weights_init(fills[name])
