@@ -193,6 +193,13 @@ def test_graphed_dcgan_with_k_steps_ema_clipping_and_labels_matches_eager() -> N
 
 
 @needs_cuda
+def test_graphed_ema_warmup_matches_eager() -> None:
+    """The warm-up decay read from the graph's own count on the GPU, replay after replay."""
+    cfg = TrainConfig(epochs=3, batch_size=16, ema_decay=0.999, ema_warmup=True, log_every=5)
+    _assert_same_training(_tiny("dcgan"), cfg, tol=1e-4)
+
+
+@needs_cuda
 @pytest.mark.parametrize("loss", ["wgan", "hinge", "lsgan", "minimax"])
 def test_graphed_objectives_match_eager(loss: str) -> None:
     cfg = TrainConfig(epochs=2, batch_size=20, loss=loss, optimizer="rmsprop", log_every=4)

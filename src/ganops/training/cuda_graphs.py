@@ -46,14 +46,12 @@ def unsupported_reason(device: torch.device, replicas: Replicas) -> str | None:
 
 def eager_only_reason(cfg: TrainConfig) -> str | None:
     """Why this config needs eager iterations: what changes from one iteration to the next on
-    the host (a learning rate, the EMA's warm-up decay, whether lazy R1 is due) would be frozen
-    into a graph at capture."""
+    the host (a learning rate, whether lazy R1 is due) would be frozen into a graph at capture.
+    The EMA's warm-up decay is not among them: the graph counts its updates on the GPU."""
     if cfg.lr_schedule != "constant":
         return f"train.lr_schedule is {cfg.lr_schedule!r} (the learning rate changes every step)"
     if cfg.lr_decay > 0:
         return "train.lr_decay is on (the learning rate changes every step)"
-    if cfg.ema_decay > 0 and cfg.ema_warmup:
-        return "train.ema_warmup is on (the EMA decay changes every step)"
     if cfg.r1_gamma > 0 and cfg.r1_every > 1:
         return f"train.r1_every is {cfg.r1_every} (lazy R1 runs on some steps only)"
     return None
@@ -92,11 +90,12 @@ def set_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
                 optimizer.state[param]["step"] = step.to(device, torch.float32)
 
 
-def ema_update_in_graph(ema: AveragedModel, model: nn.Module) -> None:
+def ema_update_in_graph(ema: AveragedModel, model: nn.Module, count: Tensor) -> None:
     """``ema.update_parameters(model)`` once it has averaged before (``n_averaged`` > 0),
     without the host reads of ``n_averaged`` that keep it out of a CUDA graph: the same
     ``multi_avg_fn`` on the same tensors, grouped by device and dtype as PyTorch groups
-    them. The caller counts ``n_averaged`` up (a CPU tensor) after each replay.
+    them, given ``count``, a copy of ``n_averaged`` on the GPU that this counts up (a warm-up
+    decay reads it there). The caller counts ``n_averaged`` up (a CPU tensor) after each replay.
     """
     if not ema.use_buffers or ema.multi_avg_fn is None:
         raise GanopsError("internal: the EMA in a CUDA graph needs use_buffers and multi_avg_fn")
@@ -108,7 +107,8 @@ def ema_update_in_graph(ema: AveragedModel, model: nn.Module) -> None:
         pair[0].append(mine.detach())
         pair[1].append(theirs.detach())
     for mine_list, their_list in groups.values():
-        ema.multi_avg_fn(mine_list, their_list, ema.n_averaged)  # type: ignore[arg-type]
+        ema.multi_avg_fn(mine_list, their_list, count)  # type: ignore[arg-type]
+    count.add_(1)
 
 
 class GraphedIteration:
@@ -124,6 +124,7 @@ class GraphedIteration:
         self.outputs: dict[bool, Tensor] = {}
         self.eager_runs = {True: 0, False: 0}
         self.inputs: tuple[Tensor, Tensor, Tensor | None] | None = None
+        self.ema_count: Tensor | None = None
         for optimizer in (gan.opt_g, gan.opt_d):
             set_capturable(optimizer, True)
 
@@ -172,6 +173,9 @@ class GraphedIteration:
         ema = self.gan.ema if key else None
         if ema is not None and int(ema.n_averaged) == 0:  # the warm-up's G steps did that
             raise GanopsError("internal: the EMA must have averaged before its capture")
+        # The graph's own count of EMA updates, on the GPU: capture records, it does not run.
+        # Kept on self: the graph reads and writes this memory at every replay.
+        count = self.ema_count = ema.n_averaged.to(real.device) if ema is not None else None
         graph = torch.cuda.CUDAGraph()
         # Gradients set to None now are re-created inside the capture, in the graph's memory.
         for optimizer in (self.gan.opt_g, self.gan.opt_d):
@@ -182,8 +186,8 @@ class GraphedIteration:
                 self.outputs[key] = train_iteration(
                     self.gan, real, z, self.cfg, key, labels, update_ema=False
                 )
-                if ema is not None:
-                    ema_update_in_graph(ema, self.gan.generator)
+                if ema is not None and count is not None:
+                    ema_update_in_graph(ema, self.gan.generator, count)
         except RuntimeError as error:
             raise GanopsError(
                 f"capturing the training iteration as a CUDA graph failed ({error}); set "

@@ -100,15 +100,26 @@ TensorList = tuple[Tensor, ...] | list[Tensor]
 def ema_with_warmup(decay: float) -> Callable[[TensorList, TensorList, Tensor | int], None]:
     """An ``AveragedModel`` multi_avg_fn whose decay ramps up as min(decay, (1 + n) / (10 + n))
     over its ``n`` earlier updates (TensorFlow's ExponentialMovingAverage with num_updates):
-    0.18 at the second update, 0.9 at the 81st, ``decay`` from then on for 0.999 by 8,991."""
+    0.18 at the second update, 0.9 at the 81st, ``decay`` from then on for 0.999 by 8,991.
+
+    A tensor ``n`` is read on its device, never on the host: a CUDA graph that counts it up
+    on the GPU (``ganops.training.cuda_graphs``) replays the whole warm-up.
+    """
 
     @torch.no_grad()
     def average(ema: TensorList, current: TensorList, num_averaged: Tensor | int) -> None:
         if not ema[0].is_floating_point():  # BatchNorm's step counters: take the latest
             torch._foreach_copy_(ema, current)
             return
-        n = float(num_averaged)
-        torch._foreach_lerp_(ema, current, 1 - min(decay, (1 + n) / (10 + n)))
+        if not isinstance(num_averaged, Tensor):
+            n = float(num_averaged)
+            torch._foreach_lerp_(ema, current, 1 - min(decay, (1 + n) / (10 + n)))
+            return
+        n_dev = num_averaged.to(ema[0].device, torch.float32)
+        weight = 1 - torch.clamp((1 + n_dev) / (10 + n_dev), max=decay)
+        step = torch._foreach_sub(list(current), list(ema))  # ema += weight * (current - ema)
+        torch._foreach_mul_(step, weight)
+        torch._foreach_add_(ema, step)
 
     return average
 
