@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +25,64 @@ def current_umask() -> int:
     return mask
 
 
+# Every temporary file or staging directory ganops makes is named
+# ``.<final name>.ganops-<pid>-<random>.tmp``: recognisable (DVC, readers and the clean-up below
+# can tell it from an output) and owned (a leftover whose process is gone is stale).
+_TEMP_NAME = re.compile(r"\.(?P<final>.+)\.ganops-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp")
+# This process's temporaries still in use: a leftover that carries our PID but is not here
+# comes from an earlier process that had the same PID (common in containers).
+_IN_USE: set[str] = set()
+
+
+def temp_prefix(final_name: str) -> str:
+    """The start of this process's temporary names for ``final_name`` (``suffix=".tmp"``)."""
+    return f".{final_name}.ganops-{os.getpid()}-"
+
+
+def remove_stale_temps(directory: Path, final_name: str | None = None) -> list[Path]:
+    """Remove the temporary files and staging directories in ``directory`` (only those for
+    ``final_name`` if given) whose process no longer runs: writes cut short by ``kill -9``.
+
+    Those of live processes (another writer at work) are kept. Best effort: what cannot be
+    listed or removed is left. Returns what was removed.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match is None or (final_name is not None and match["final"] != final_name):
+            continue
+        if not _stale(entry.name, int(match["pid"])):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _stale(name: str, pid: int) -> bool:
+    """Whether no running process will finish the temporary ``name`` made by process ``pid``."""
+    if pid == os.getpid():
+        return name not in _IN_USE  # an earlier process that had our PID left it
+    if pid <= 0:
+        return True  # not a name ganops makes
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except (ProcessLookupError, OverflowError):
+        return True
+    except PermissionError:
+        return False  # it exists: another user's
+    return False
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; move it into place only if the block succeeds.
@@ -32,14 +91,20 @@ def atomic_path(final: Path) -> Iterator[Path]:
     rename, which POSIX guarantees to be atomic; it is synced to disk first, so a power cut
     cannot leave a renamed but empty file. A write that fails (full disk, read-only or
     unwritable directory) raises ``OutputError`` naming ``final``; the old file is unchanged.
+    The temporary name is ``temp_prefix(final.name) + <random> + ".tmp"``; leftovers of killed
+    writers of ``final`` are removed first (``remove_stale_temps``).
     """
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        remove_stale_temps(final.parent, final.name)
+        handle, name = tempfile.mkstemp(
+            prefix=temp_prefix(final.name), suffix=".tmp", dir=final.parent
+        )
     except OSError as error:
         raise output_error(final, error) from None
     os.close(handle)
     tmp = Path(name)
+    _IN_USE.add(tmp.name)
     try:
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; match a normal open()
         yield tmp
@@ -50,22 +115,49 @@ def atomic_path(final: Path) -> Iterator[Path]:
         raise output_error(final, error) from None
     finally:
         tmp.unlink(missing_ok=True)
+        _IN_USE.discard(tmp.name)
+
+
+@contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """Yield a new empty directory beside ``final`` (named like ``atomic_path``'s temporaries),
+    to fill and then move into place with ``replace_dir``; whatever is left of it is removed
+    on the way out, error or not."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(final.parent, final.name)
+        staging = Path(
+            tempfile.mkdtemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=final.parent)
+        )
+    except OSError as error:
+        raise output_error(final, error) from None
+    _IN_USE.add(staging.name)
+    try:
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp creates 0700
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        _IN_USE.discard(staging.name)
 
 
 def replace_dir(staging: Path, final: Path) -> None:
     """Move the finished directory ``staging`` into place as ``final``. An old ``final`` is
     moved aside first and removed only once the new one is in place (restored if not)."""
-    old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
-    if old is not None:
-        os.replace(final, old)
-    try:
+    if not final.exists():
         os.replace(staging, final)
-    except OSError:
-        if old is not None:
+        return
+    old = final.with_name(temp_prefix(final.name) + "old.tmp")
+    _IN_USE.add(old.name)
+    try:
+        os.replace(final, old)
+        try:
+            os.replace(staging, final)
+        except OSError:
             os.replace(old, final)
-        raise
-    if old is not None:
+            raise
         shutil.rmtree(old, ignore_errors=True)
+    finally:
+        _IN_USE.discard(old.name)
 
 
 def ensure_writable(*directories: Path) -> None:
