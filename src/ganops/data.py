@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import io
 import json
-import shutil
-import tempfile
+import math
 import time
 import urllib.error
 import urllib.parse
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from ganops.errors import DataError, output_error
-from ganops.files import current_umask, file_sha256, replace_dir
+from ganops.files import file_sha256, replace_dir, staging_dir
 
 SPLITS = ("train", "test")
 
@@ -37,10 +38,36 @@ class DatasetSpec:
     name: str
     mirrors: tuple[str, ...]
     sha256: dict[str, str]  # file name -> sha256 of the decompressed IDX
+    counts: tuple[int, int] = (60_000, 10_000)  # 28x28 images (and labels) in train, test
 
     def file(self, split: str, kind: str) -> str:
         prefix = "train" if split == "train" else "t10k"
         return f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz"
+
+    def idx_size(self, name: str) -> int:
+        """Bytes of file ``name`` decompressed: its IDX header, then one byte per pixel/label."""
+        count = self.counts[0 if name.startswith("train") else 1]
+        return 16 + count * 28 * 28 if "-images-" in name else 8 + count
+
+    def max_download_bytes(self, name: str) -> int:
+        """The most bytes any gzip of file ``name`` takes, with a margin: even uncompressed
+        (level 0) deflate adds only 5 bytes per 64 KiB, gzip a header and trailer. Bounded by
+        the content, not the mirrors' .gz, since any recompressed copy is accepted."""
+        size = self.idx_size(name)
+        return size + size // 256 + (64 << 10)
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    """Time limits of one file's download (its byte cap is ``DatasetSpec.max_download_bytes``)."""
+
+    # All tries of all mirrors of one file: MNIST's largest (9.9 MB) at 16 KB/s.
+    deadline_s: float = 600.0
+    read_timeout_s: float = 30.0  # the longest wait for the next bytes before a retry
+    retries: int = 3  # tries per URL
+
+
+DEFAULT_LIMITS = DownloadLimits()
 
 
 DATASETS = {
@@ -72,12 +99,19 @@ DATASETS = {
 }
 
 
-def gunzip_sha256(path: Path) -> str:
-    """SHA-256 of the decompressed content; a truncated or corrupt gzip is a ``DataError``."""
-    digest = hashlib.sha256()
+def gunzip_sha256(path: Path, max_bytes: int | None = None) -> str:
+    """SHA-256 of the decompressed content; a truncated or corrupt gzip, or one that
+    decompresses to more than ``max_bytes`` (it stops there), is a ``DataError``."""
+    digest, total = hashlib.sha256(), 0
     try:
         with gzip.open(path, "rb") as stream:
             while chunk := stream.read(1 << 20):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise DataError(
+                        f"{path.name}: decompresses to more than the {max_bytes:,} bytes "
+                        "expected (stopped there); the file is corrupt or not the dataset's"
+                    )
                 digest.update(chunk)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(
@@ -87,22 +121,77 @@ def gunzip_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _retrieve(url: str, dest: Path, on_bytes: Callable[[int], None], retries: int = 3) -> None:
-    """Fetch ``url`` into ``dest`` (file:// or http(s)://), retrying transient failures."""
+# Fetch errors worth another try (HTTPException: a body cut short mid-chunk).
+_TRANSIENT = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What fetching one file may take, over all its mirrors and tries."""
+
+    max_bytes: int
+    deadline: float  # a time.monotonic() value
+    limits: DownloadLimits
+    on_bytes: Callable[[int], None]
+
+    def check_time(self, source: str, received: int = 0) -> None:
+        if time.monotonic() >= self.deadline:
+            got = f"; {received:,} bytes had arrived" if received else ""
+            raise DataError(
+                f"{source}: not downloaded within the {self.limits.deadline_s:g} s limit per "
+                f"file{got}; on a slow network fetch the four .gz files another way and set "
+                "data.source to their directory"
+            )
+
+
+def _retrieve(url: str, dest: Path, budget: _Budget) -> None:
+    """Fetch ``url`` into ``dest`` (file:// or http(s)://), retrying transient failures
+    until the budget's deadline passes."""
+    retries = budget.limits.retries
     for attempt in range(1, retries + 1):
         try:
-            with urllib.request.urlopen(url, timeout=30) as response, dest.open("wb") as out:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    on_bytes(len(chunk))
+            left = budget.deadline - time.monotonic()
+            timeout = max(0.01, min(budget.limits.read_timeout_s, left))
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > budget.max_bytes:
+                    raise _too_big(url, budget.max_bytes)
+                size = _copy_capped(response, dest, url, budget)
+            if declared.isdigit() and 0 < int(declared) != size:
+                raise ConnectionError(f"connection closed after {size} of {declared} bytes")
             return
         except urllib.error.HTTPError as error:
+            budget.check_time(url)
             if error.code == 404 or attempt == retries:
                 raise
-        except (urllib.error.URLError, TimeoutError, ConnectionError):
+        except _TRANSIENT:
+            budget.check_time(url)
             if attempt == retries:
                 raise
-        time.sleep(2 ** (attempt - 1))  # back off: 1 s, 2 s
+        time.sleep(min(2 ** (attempt - 1), max(0.0, budget.deadline - time.monotonic())))
+
+
+def _copy_capped(stream: io.BufferedIOBase, dest: Path, source: str, budget: _Budget) -> int:
+    """Copy ``stream`` to ``dest``; a ``DataError`` once it exceeds the budget's bytes or
+    deadline, checked after each read (which waits ``read_timeout_s`` at most)."""
+    received = 0
+    with dest.open("wb") as out:
+        # read1: what has arrived (up to 64 KiB), so a trickle still reaches the checks.
+        while chunk := stream.read1(1 << 16):
+            received += len(chunk)
+            if received > budget.max_bytes:
+                raise _too_big(source, budget.max_bytes)
+            out.write(chunk)
+            budget.on_bytes(len(chunk))
+            budget.check_time(source, received)
+    return received
+
+
+def _too_big(source: str, max_bytes: int) -> DataError:
+    return DataError(
+        f"{source}: more than {max_bytes:,} bytes, more than any gzip of the expected file "
+        "takes (stopped there); check data.source"
+    )
 
 
 def _candidate_urls(source: str, spec: DatasetSpec, name: str) -> list[str]:
@@ -114,8 +203,15 @@ def _candidate_urls(source: str, spec: DatasetSpec, name: str) -> list[str]:
 
 
 def _fetch_one(
-    source: str, spec: DatasetSpec, name: str, dest: Path, on_bytes: Callable[[int], None]
+    source: str,
+    spec: DatasetSpec,
+    name: str,
+    dest: Path,
+    on_bytes: Callable[[int], None],
+    limits: DownloadLimits,
 ) -> None:
+    deadline = time.monotonic() + limits.deadline_s
+    budget = _Budget(spec.max_download_bytes(name), deadline, limits, on_bytes)
     urls = _candidate_urls(source, spec, name)
     if not urls:
         local = Path(source) / name
@@ -124,15 +220,15 @@ def _fetch_one(
                 f"{name}: not found in data.source directory {Path(source).resolve()}"
                 "; it must hold the four IDX .gz files"
             )
-        shutil.copyfile(local, dest)
-        on_bytes(dest.stat().st_size)
+        with local.open("rb") as stream:
+            _copy_capped(stream, dest, str(local), budget)
         return
     errors = []
     for url in urls:
         try:
-            _retrieve(url, dest, on_bytes)
+            _retrieve(url, dest, budget)
             return
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+        except (*_TRANSIENT, OSError) as error:
             errors.append(f"{url}: {getattr(error, 'reason', error)}")
     hint = (
         "set data.source in params.yaml to a local directory (or file:// URL) holding "
@@ -142,12 +238,17 @@ def _fetch_one(
 
 
 def download(
-    source: str, dataset: str, out_dir: Path, on_bytes: Callable[[int], None] = lambda n: None
+    source: str,
+    dataset: str,
+    out_dir: Path,
+    on_bytes: Callable[[int], None] = lambda n: None,
+    limits: DownloadLimits = DEFAULT_LIMITS,
 ) -> dict[str, str]:
     """Fetch and verify the four files of ``dataset`` into ``out_dir``; return name -> sha256.
 
     Files are staged in a temporary sibling directory and moved into place only when all four
-    pass verification, so a failure never leaves a partial ``out_dir`` behind.
+    pass verification, so a failure never leaves a partial ``out_dir`` behind. Each file must
+    arrive within ``limits`` and ``DatasetSpec.max_download_bytes``.
     """
     spec = DATASETS[dataset]
     if source != "mirrors" and not _candidate_urls(source, spec, "") and not Path(source).is_dir():
@@ -156,52 +257,84 @@ def download(
             f"directory (resolved to {Path(source).resolve()})"
         )
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as error:
-        raise output_error(out_dir, error) from None
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp creates 0700
-    try:
-        for name, expected in spec.sha256.items():
-            _fetch_one(source, spec, name, staging / name, on_bytes)
-            actual = gunzip_sha256(staging / name)
-            if actual != expected:
-                raise DataError(
-                    f"{name}: checksum mismatch (sha256 of decompressed content is "
-                    f"{actual}, expected {expected}); the file is corrupt or not "
-                    f"{dataset}"
-                )
-        replace_dir(staging, out_dir)
+        with staging_dir(out_dir) as staging:  # also removes those of killed downloads
+            for name, expected in spec.sha256.items():
+                _fetch_one(source, spec, name, staging / name, on_bytes, limits)
+                actual = gunzip_sha256(staging / name, max_bytes=spec.idx_size(name))
+                if actual != expected:
+                    raise DataError(
+                        f"{name}: checksum mismatch (sha256 of decompressed content is "
+                        f"{actual}, expected {expected}); the file is corrupt or not "
+                        f"{dataset}"
+                    )
+            replace_dir(staging, out_dir)
     except OSError as error:
         raise output_error(error.filename or out_dir, error) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return dict(spec.sha256)
 
 
 _IDX_DTYPES = {0x08: np.uint8}
+MAX_IDX_BYTES = 1 << 30  # far above any dataset here (MNIST's largest file: 47 MB)
+_DEFLATE_MAX_RATIO = 1032  # deflate never expands its input more than this
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Decode a gzipped IDX file, checking its magic number and that its size matches."""
+def read_idx(path: Path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """Decode a gzipped IDX file, checking its magic number and that its size matches.
+
+    Streamed into an array of the size the header promises, which is refused first if over
+    ``max_bytes`` or more than the compressed file could hold; decompression stops as soon as
+    the file holds more than promised, so memory stays at the promised size.
+    """
     try:
         with gzip.open(path, "rb") as stream:
-            raw = stream.read()
+            dims, header = _idx_header(stream, path)
+            expected = header + math.prod(dims)
+            _check_promise(path, dims, expected, max_bytes)
+            payload = np.empty(expected - header, dtype=np.uint8)
+            filled = _read_into(stream, payload)
+            more = stream.read(1)  # one byte past the promise is enough to refuse the file
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: cannot decompress ({error})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: bad IDX magic number {raw[:4].hex()} (expected 0000080N)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{path}: IDX header truncated ({len(raw)} bytes)")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
+    if filled < len(payload) or more:
+        size = "more (stopped there)" if more else f"{header + filled:,} bytes"
         raise DataError(
-            f"{path}: header says shape {dims} ({expected} bytes) but the file has {len(raw)} bytes"
+            f"{path}: header says shape {dims} ({expected:,} bytes) but the file has {size}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return payload.reshape(dims)
+
+
+def _read_into(stream: gzip.GzipFile, out: np.ndarray) -> int:
+    """Fill ``out`` from ``stream`` in 1 MiB pieces; return how many bytes there were."""
+    filled = 0
+    while filled < len(out) and (chunk := stream.read(min(1 << 20, len(out) - filled))):
+        out[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        filled += len(chunk)
+    return filled
+
+
+def _idx_header(stream: gzip.GzipFile, path: Path) -> tuple[tuple[int, ...], int]:
+    """The dims and header length of an IDX stream, positioned at its first data byte."""
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: bad IDX magic number {magic.hex()} (expected 0000080N)")
+    ndim = magic[3]
+    raw_dims = stream.read(4 * ndim)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
+        raise DataError(f"{path}: IDX header truncated ({4 + len(raw_dims)} bytes)")
+    dims = tuple(int.from_bytes(raw_dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return dims, 4 + 4 * ndim
+
+
+def _check_promise(path: Path, dims: tuple[int, ...], expected: int, max_bytes: int) -> None:
+    """Refuse, before allocating, a header that promises more than allowed or possible."""
+    compressed = path.stat().st_size
+    if expected > max_bytes:
+        why = f"the {max_bytes:,} allowed"
+    elif expected > _DEFLATE_MAX_RATIO * compressed + (64 << 10):
+        why = f"a {compressed:,}-byte gzip can hold"
+    else:
+        return
+    raise DataError(f"{path}: header says shape {dims} ({expected:,} bytes), more than {why}")
 
 
 def normalize(images: np.ndarray) -> torch.Tensor:
@@ -215,8 +348,9 @@ def load_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one split: (images (N,1,28,28) float32 in [-1,1], labels (N,) int64)."""
     spec = DATASETS[dataset]
-    images = read_idx(raw_dir / spec.file(split, "images"))
-    labels = read_idx(raw_dir / spec.file(split, "labels"))
+    image_file, label_file = spec.file(split, "images"), spec.file(split, "labels")
+    images = read_idx(raw_dir / image_file, max_bytes=spec.idx_size(image_file))
+    labels = read_idx(raw_dir / label_file, max_bytes=spec.idx_size(label_file))
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(
             f"{spec.file(split, 'images')}: expected (N, 28, 28) images, got shape {images.shape}"

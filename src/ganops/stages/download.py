@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from ganops.config import DataConfig
 from ganops.data import DATASETS, dataset_checksum, download
@@ -14,7 +19,10 @@ MANIFEST = "manifest.json"
 
 def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:
     """Download ``cfg.dataset`` from ``cfg.source`` into ``out_dir``; write its manifest."""
-    with Progress(total=0, desc=f"download {cfg.dataset}", unit="B", interval=5.0) as bar:
+    with (
+        sigterm_unwinds(),
+        Progress(total=0, desc=f"download {cfg.dataset}", unit="B", interval=5.0) as bar,
+    ):
         files = download(cfg.source, cfg.dataset, out_dir, on_bytes=bar.update)
     manifest: dict[str, object] = {
         "dataset": cfg.dataset,
@@ -27,3 +35,22 @@ def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:
         f"into {out_dir}"
     )
     return manifest
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM (``timeout``, a cancelled job) unwinds like Ctrl-C, so the
+    download's staging directory is removed on the way out; a ``kill -9``'s is removed by
+    the next download."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
