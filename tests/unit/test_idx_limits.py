@@ -104,3 +104,21 @@ def test_a_file_that_keeps_its_promise_reads_exactly(tmp_path: Path) -> None:
     path = tmp_path / "ok-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(idx_header(3, 5, 7) + array.tobytes()))
     assert np.array_equal(read_idx(path, max_bytes=16 + array.size), array)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "missing or unreadable (FileNotFoundError)"),
+        (b"\xff\xfe", "missing or unreadable (UnicodeDecodeError)"),
+        (b"[1, 2]", "incomplete"),
+        (b'{"dataset": "mnist"}', "incomplete"),
+    ],
+)
+def test_a_missing_or_damaged_manifest_is_one_error(
+    tmp_path: Path, content: bytes | None, says: str
+) -> None:
+    if content is not None:
+        (tmp_path / "manifest.json").write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(f"manifest.json: {says}")):
+        prepare.read_manifest(tmp_path, "mnist")

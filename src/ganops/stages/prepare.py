@@ -13,13 +13,16 @@ from ganops.stages.download import MANIFEST
 
 
 def read_manifest(raw_dir: Path, dataset: str) -> dict[str, object]:
+    """``download``'s manifest; missing, unreadable or incomplete: one ``DataError``."""
     path = raw_dir / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(
-            f"{path}: missing or unreadable ({error}); run `ganops download` first"
+            f"{path}: missing or unreadable ({type(error).__name__}); run `ganops download` first"
         ) from None
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        raise DataError(f"{path}: incomplete; run `ganops download` again")
     if manifest.get("dataset") != dataset:
         raise DataError(
             f"{raw_dir} holds {manifest.get('dataset')!r} but data.dataset is "
