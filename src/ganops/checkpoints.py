@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,9 @@ from ganops.config import ARCHS, ModelConfig, Params, TrainConfig, params_from_d
 from ganops.errors import CheckpointError, ConfigError
 from ganops.files import save_torch
 from ganops.models import build_models
+from ganops.outputs import BEST_GENERATOR, GENERATOR
 
 GENERATOR_FORMAT = "ganops-generator/1"
-# The generator of the best in-training fcd, beside the last one (evaluate.generator: best).
-BEST_GENERATOR = "generator_best.pt"
 CHECKPOINT_FORMAT = "ganops-checkpoint/1"
 
 
@@ -23,7 +24,28 @@ def scored_generator(models_dir: Path, which: str) -> Path:
     """The generator file ``evaluate.generator`` names: 'last', or 'best' where training saved
     one (a run without in-training scores has only the last)."""
     best = models_dir / BEST_GENERATOR
-    return best if which == "best" and best.is_file() else models_dir / "generator.pt"
+    return best if which == "best" and best.is_file() else models_dir / GENERATOR
+
+
+EpochScore = Callable[[nn.Module, int], dict[str, float]]
+
+
+def keeping_best(
+    evaluate_epoch: EpochScore, params: Params, models_dir: Path, *, earlier: Iterable[float] = ()
+) -> EpochScore:
+    """``evaluate_epoch`` that also saves the generator of the lowest fcd so far as
+    ``models_dir/generator_best.pt`` (model selection by quality); ``earlier``: the fcd of a
+    resumed run's scored epochs, so it remembers their best."""
+    best = [min(earlier, default=math.inf)]
+
+    def evaluate(generator: nn.Module, epoch: int) -> dict[str, float]:
+        quality = evaluate_epoch(generator, epoch)
+        if quality and quality["fcd"] < best[0]:
+            best[0] = quality["fcd"]
+            save_generator(generator, params, models_dir / BEST_GENERATOR)
+        return quality
+
+    return evaluate
 
 
 def save_generator(generator: nn.Module, params: Params, path: Path) -> None:

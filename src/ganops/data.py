@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganops import outputs
 from ganops.errors import DataError, output_error
 from ganops.files import file_sha256, replace_dir, staging_dir
 
@@ -370,7 +371,7 @@ def dataset_checksum(file_sha256: dict[str, str]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-META_FILE = "meta.json"
+META_FILE = outputs.META
 _META_KEYS = ("dataset", "dataset_sha256")
 
 

@@ -242,8 +242,8 @@ def promotion_target(cfg: TrackingConfig, train_dir: Path, generator: Path) -> d
 
 def promote(cfg: TrackingConfig, run_ref: dict[str, str]) -> str:
     """Make the generator registered by ``run_ref``'s run the champion."""
-    from ganops.tracking import CHAMPION
-    from ganops.tracking import promote as set_champion
+    from ganops.tracking.runs import CHAMPION
+    from ganops.tracking.runs import promote as set_champion
 
     version = set_champion(run_ref, cfg.registered_model)
     print(f"promoted {cfg.registered_model} version {version} to @{CHAMPION}")

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ganops import outputs
 from ganops.errors import DataError
 from ganops.files import file_sha256, write_json
 
-FILE_NAME = "mlflow_run.json"
+FILE_NAME = outputs.RUN_REFERENCE
 
 
 def clear(out_dir: Path) -> None:

@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganops.checkpoints import BEST_GENERATOR, load_generator, scored_generator
+from ganops.checkpoints import keeping_best, load_generator, scored_generator
 from ganops.config import params_from_dict
 from ganops.models import build_models
-from ganops.stages.train import _keeping_best
-from ganops.training.loop import LoopState
+from ganops.outputs import BEST_GENERATOR, GENERATOR
 
 PARAMS = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 4, "latent_dim": 8}})
 
@@ -26,7 +25,7 @@ def _scores(values: list[float]) -> Callable[[nn.Module, int], dict[str, float]]
 
 def test_the_lowest_fcd_epochs_generator_is_kept(tmp_path: Path) -> None:
     generator, _ = build_models(PARAMS.model)
-    evaluate = _keeping_best(_scores([5.0, 3.0, 4.0]), PARAMS, tmp_path, None)
+    evaluate = keeping_best(_scores([5.0, 3.0, 4.0]), PARAMS, tmp_path)
     weights = []
     for epoch in (1, 2, 3):
         with torch.no_grad():
@@ -40,14 +39,13 @@ def test_the_lowest_fcd_epochs_generator_is_kept(tmp_path: Path) -> None:
 
 def test_a_resumed_run_remembers_its_best_score(tmp_path: Path) -> None:
     generator, _ = build_models(PARAMS.model)
-    state = LoopState(quality=[{"epoch": 1, "fcd": 2.0}])
-    evaluate = _keeping_best(_scores([3.0]), PARAMS, tmp_path, state)
+    evaluate = keeping_best(_scores([3.0]), PARAMS, tmp_path, earlier=[2.0])
     evaluate(generator, 2)
     assert not (tmp_path / BEST_GENERATOR).exists()  # 3.0 is worse than the earlier 2.0
 
 
 def test_evaluate_generator_names_the_file(tmp_path: Path) -> None:
-    assert scored_generator(tmp_path, "best") == tmp_path / "generator.pt"  # none kept
+    assert scored_generator(tmp_path, "best") == tmp_path / GENERATOR  # none kept
     (tmp_path / BEST_GENERATOR).write_bytes(b"x")
     assert scored_generator(tmp_path, "best") == tmp_path / BEST_GENERATOR
-    assert scored_generator(tmp_path, "last") == tmp_path / "generator.pt"
+    assert scored_generator(tmp_path, "last") == tmp_path / GENERATOR

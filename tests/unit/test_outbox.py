@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from ganops.errors import TrackingError
-from ganops.outbox import Item, Outbox
-from ganops.tracking import check_reachable
+from ganops.tracking.outbox import Item, Outbox
+from ganops.tracking.runs import check_reachable
 from tests.conftest import free_port
 
 

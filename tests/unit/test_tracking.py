@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ganops.config import Params, TrackingConfig, params_from_dict
-from ganops.tracking import describe_changes, repo_root, tracking_uri
+from ganops.tracking.runs import describe_changes, repo_root, tracking_uri
 
 
 def test_description_lists_exactly_the_changed_keys() -> None:

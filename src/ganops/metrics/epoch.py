@@ -6,12 +6,18 @@ over the run, next to the loss curves, in MLflow and in a DVC plot.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
-from ganops.classifier import Classifier, Outputs, classify
+from ganops.classifier import Classifier, Outputs, classify, load_classifier
+from ganops.config import Params
+from ganops.data import load_prepared
+from ganops.errors import DataError
 from ganops.metrics.classes import real_class_share
 from ganops.metrics.names import family_of
+from ganops.outputs import TEST_IMAGES
 from ganops.training.loop import sample_images
 
 QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
@@ -53,3 +59,36 @@ class EpochEvaluator:
         metrics, _ = classifier_metrics(fake, self.real, self.share)
         by_family = {family_of(name): value for name, value in metrics.items()}  # fcd_1k -> fcd
         return {name: by_family[name] for name in QUALITY_NAMES}
+
+
+def epoch_evaluator(
+    params: Params,
+    *,
+    classifier: Path,
+    data_dir: Path,
+    train_labels: Tensor,
+    device: torch.device,
+) -> EpochEvaluator | None:
+    """The run's per-epoch scorer, or None when evaluate.every_epochs is 0; built before
+    training, so a bad classifier file or too few test images fail at once."""
+    cfg = params.evaluate
+    if cfg.every_epochs == 0:
+        return None
+    model, _ = load_classifier(classifier)
+    real, real_labels = load_prepared(data_dir / TEST_IMAGES)
+    if cfg.epoch_samples > len(real):
+        raise DataError(
+            f"evaluate.epoch_samples is {cfg.epoch_samples} but the prepared test set has "
+            f"{len(real)} images; lower it (or raise data.test_subset)"
+        )
+    return EpochEvaluator(
+        model,
+        real_images=real[: cfg.epoch_samples],
+        real_labels=real_labels[: cfg.epoch_samples],
+        train_labels=train_labels,
+        every=cfg.every_epochs,
+        latent_dim=params.model.latent_dim,
+        conditional=params.model.conditional,
+        seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
+        device=device,
+    )

@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from ganops import outputs
 from ganops.config import DataConfig
 from ganops.data import DATASETS, dataset_checksum, download
 from ganops.files import write_json
 from ganops.progress import Progress
 
-MANIFEST = "manifest.json"
+MANIFEST = outputs.MANIFEST
 
 
 def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:

@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ganops import run_reference
+from ganops import outputs, run_reference
 from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import Classifier, classify, load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, Params
 from ganops.data import load_prepared
 from ganops.errors import DataError
-from ganops.files import ensure_writable, write_json, write_text
+from ganops.files import ensure_writable, remove_stale_temps, write_json, write_text
 from ganops.metrics.classes import real_class_share
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
@@ -63,8 +63,7 @@ def run(
     cfg = params.evaluate
     device = resolve_device(cfg.device, "evaluate.device")
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
-    for stale in cache_dir.glob(".*.tmp"):  # a conversion or cache write cut short by kill -9
-        stale.unlink()
+    remove_stale_temps(cache_dir)  # a conversion or cache write cut short by kill -9
     generator_path = scored_generator(models_dir, cfg.generator)
     generator = None if floor else load_generator(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
@@ -72,7 +71,7 @@ def run(
     if not floor and params.tracking.enabled:
         run_ref = run_reference.read(train_dir, generator_path)
     real, real_labels = _real_test_images(data_dir, cfg.num_samples)
-    train_images, train_labels = load_prepared(data_dir / "train.pt")
+    train_images, train_labels = load_prepared(data_dir / outputs.TRAIN_IMAGES)
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
     classifier = load_classifier(classifier_path)[0].to(device) if classifier_path else None
     if generator is None:
@@ -84,12 +83,12 @@ def run(
         class_metrics, counts, share = _class_metrics(classifier, fakes, real, train_labels, cfg)
         metrics.update(class_metrics)
         if not floor:
-            write_text(_classes_csv(counts, share), out_dir / "classes.csv")
+            write_text(_classes_csv(counts, share), out_dir / outputs.CLASSES)
     metrics["num_samples"] = cfg.num_samples
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:  # never a number in metrics.json that a gate could misread
         raise DataError(f"metrics {', '.join(bad)} are not finite; nothing was written")
-    write_json(metrics, out_dir / ("floor.json" if floor else "metrics.json"))
+    write_json(metrics, out_dir / (outputs.FLOOR if floor else outputs.METRICS))
     if not floor:
         _log(params, run_ref, metrics)
     what = "real training" if floor else "generated"
@@ -124,7 +123,7 @@ def _class_metrics(
 
 
 def _real_test_images(data_dir: Path, num_samples: int) -> tuple[Tensor, Tensor]:
-    real, labels = load_prepared(data_dir / "test.pt")
+    real, labels = load_prepared(data_dir / outputs.TEST_IMAGES)
     if num_samples > len(real):
         raise DataError(
             f"evaluate.num_samples is {num_samples} but the prepared test set "
@@ -201,7 +200,7 @@ def _classes_csv(counts: list[int], real_share: Tensor) -> str:
 
 def _log(params: Params, run_ref: dict[str, str] | None, metrics: dict[str, float]) -> None:
     if params.tracking.enabled and run_ref is not None:
-        from ganops.tracking import attempt, log_to_run
+        from ganops.tracking.runs import attempt, log_to_run
 
         # metrics.json is written already; a tracking failure only warns.
         attempt(

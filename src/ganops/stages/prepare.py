@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ganops import outputs
 from ganops.config import DataConfig
 from ganops.data import SPLITS, load_split
 from ganops.errors import DataError
@@ -37,15 +38,14 @@ def run(cfg: DataConfig, raw_dir: Path, out_dir: Path) -> dict[str, object]:
     meta: dict[str, object] = {"dataset": cfg.dataset, "dataset_sha256": manifest["sha256"]}
     for split, limit in zip(SPLITS, (cfg.train_subset, cfg.test_subset), strict=True):
         images, labels = load_split(raw_dir, cfg.dataset, split, limit)
+        path = out_dir / outputs.PREPARED[split]
         # Contiguous, plain tensors so torch.load(weights_only=True, mmap=True) maps them.
-        save_torch(
-            {"images": images.contiguous(), "labels": labels.contiguous()}, out_dir / f"{split}.pt"
-        )
+        save_torch({"images": images.contiguous(), "labels": labels.contiguous()}, path)
         meta[f"{split}_count"] = len(images)
-        meta[f"{split}_file_sha256"] = file_sha256(out_dir / f"{split}.pt")  # checked on load
+        meta[f"{split}_file_sha256"] = file_sha256(path)  # checked on load
         print(
             f"prepared {split}: {tuple(images.shape)} in [{images.min():.0f}, "
-            f"{images.max():.0f}] -> {out_dir / f'{split}.pt'}"
+            f"{images.max():.0f}] -> {path}"
         )
-    write_json(meta, out_dir / "meta.json")
+    write_json(meta, out_dir / outputs.META)
     return meta

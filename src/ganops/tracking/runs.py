@@ -1,16 +1,13 @@
-"""Everything MLflow: where runs go, opening them, and what gets logged.
-
-The training loop only sees ``TrainLogger``; this module is the one that imports mlflow
-(lazily, since the import costs seconds and tracking can be off).
-"""
+"""MLflow runs: where they go, opening and closing them, what a finished run logs, and the
+Model Registry. The training loop's logger is ``ganops.tracking.logger``."""
 
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,8 +21,6 @@ from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
 from ganops.errors import Interrupted, TrackingError
-from ganops.images import grid_array
-from ganops.outbox import Item, Outbox
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
 # caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
@@ -143,55 +138,6 @@ def _run_exists(run_id: str) -> bool:
     except MlflowException:
         return False
     return True
-
-
-class MlflowLogger:
-    """``TrainLogger`` for one MLflow run. Calls go through an ``Outbox``: the loop never
-    waits on the server, and points logged while it is away are sent when it is back."""
-
-    def __init__(self, run_id: str, **outbox_options: Any) -> None:
-        import mlflow
-
-        self.run_id = run_id
-        self._client = mlflow.MlflowClient()
-        # 100 points of 5 metrics per request: under MLflow's limit of 1000 per log_batch.
-        self._outbox = Outbox(self._send, max_batch=100, warn=warn, **outbox_options)
-
-    def _send(self, items: list[Item]) -> None:
-        from mlflow.entities import Metric
-
-        kind, data, step, stamp = items[0].payload
-        if kind == "image":  # key + step: the UI shows the grids as one series over epochs
-            self._client.log_image(self.run_id, data, key="samples", step=step, timestamp=stamp)
-            return
-        metrics = [
-            Metric(key, value, stamp, step)
-            for _, data, step, stamp in (item.payload for item in items)
-            for key, value in data.items()
-        ]  # a retry resends the same timestamps: MLflow's SQL store drops the duplicates
-        self._client.log_batch(self.run_id, metrics=metrics)
-
-    def log_stats(self, stats: dict[str, float], step: int, epoch: int) -> None:
-        payload = ("metrics", {**stats, "epoch": float(epoch)}, step, _now_ms())
-        self._outbox.put(Item(f"metrics at step {step}", payload, batchable=True))
-
-    def log_samples(self, images: torch.Tensor, epoch: int) -> None:
-        payload = ("image", grid_array(images), epoch, _now_ms())
-        self._outbox.put(Item(f"sample grid of epoch {epoch}", payload))
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Send what is left (waiting up to ``timeout`` s); warn about what could not be."""
-        unsent = self._outbox.close(timeout)
-        if unsent:
-            warn(
-                f"warning: tracking: {len(unsent)} logging call(s) could not be sent to MLflow "
-                f"(first: {unsent[0].what}, last: {unsent[-1].what}); the checkpoint, models "
-                "and outputs/train/losses.csv hold everything"
-            )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def describe_changes(params: Params) -> str:
@@ -331,3 +277,18 @@ def log_to_run(
         mlflow.log_metrics(metrics)
         if tags:
             mlflow.set_tags(tags)
+
+
+def log_training_outputs(
+    files: list[Path], seconds: float, generator: Callable[[], nn.Module], params: Params
+) -> None:
+    """What a finished training run adds to its MLflow run: its time, ``files`` as artifacts,
+    and the generator (built by ``generator``) as a logged and registered model. Each part
+    only warns when it fails: the files on disk are already safe."""
+    attempt("train_seconds", lambda: log_to_active({"train_seconds": seconds}))
+    for path in files:
+        attempt(path.name, functools.partial(log_artifact, path))
+    attempt(
+        "the generator model",
+        lambda: log_generator(generator(), params.model, params.tracking.registered_model),
+    )

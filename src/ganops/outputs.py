@@ -1,0 +1,37 @@
+"""The names of the files each stage writes, in one place.
+
+Directories come from the command line (``dvc.yaml`` passes them, so it stays their single
+source of truth); the names inside them are these. Stages and tests read them from here, and
+``tests/unit/test_outputs.py`` checks ``dvc.yaml`` names the same files.
+"""
+
+from __future__ import annotations
+
+# download: RAW/ (beside the four IDX files)
+MANIFEST = "manifest.json"
+
+# prepare: DATA/
+TRAIN_IMAGES = "train.pt"
+TEST_IMAGES = "test.pt"
+PREPARED = {"train": TRAIN_IMAGES, "test": TEST_IMAGES}  # by split (meta.json keys use it)
+META = "meta.json"
+
+# classifier: OUT/
+CLASSIFIER = "classifier.pt"
+CLASSIFIER_METRICS = "metrics.json"
+
+# train: MODELS/
+GENERATOR = "generator.pt"
+BEST_GENERATOR = "generator_best.pt"  # lowest in-training fcd (evaluate.generator: best)
+CHECKPOINT = "checkpoint.pt"
+
+# train: OUT/
+LOSSES = "losses.csv"
+QUALITY = "quality.csv"
+SAMPLES = "samples.png"
+RUN_REFERENCE = "mlflow_run.json"  # the MLflow run evaluate logs to (ganops.run_reference)
+
+# evaluate: OUT/
+METRICS = "metrics.json"
+CLASSES = "classes.csv"
+FLOOR = "floor.json"
