@@ -38,16 +38,18 @@ from ganops.config import ModelConfig, TrainConfig
 from ganops.data import normalize, read_idx
 from ganops.errors import GanopsError
 from ganops.models import build_models
-from ganops.reference import (
+from ganops.stages import common as stages_common
+from ganops.training.loop import Hooks, fit
+from ganops.training.step import GAN, build_gan
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root
+from benchmarks.classic_loop import (
     ClassicGAN,
     build_classic_gan,
     classic_fit,
     classic_loader,
     reference_step,
 )
-from ganops.stages import common as stages_common
-from ganops.training.loop import Hooks, fit
-from ganops.training.step import GAN, build_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"

@@ -1,6 +1,6 @@
 """ganops' fast training path computes what the plain tutorial loop computes.
 
-The fast path (``ganops.training.step``) differs from ``ganops.reference`` only in how it computes:
+The fast path (``ganops.training.step``) differs from ``benchmarks.classic_loop`` only in how it computes:
 logits + BCE-with-logits instead of Sigmoid + BCELoss, one D backward instead of two, D frozen
 during the G step, data and noise on the device, no per-step host reads. For the same weights,
 real batch and noise, one iteration of each must give the same losses and the same parameters
@@ -21,19 +21,19 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
-from torch import Tensor, nn
-
-import ganops.training.loop
-from ganops.config import ModelConfig, TrainConfig
-from ganops.data import normalize
-from ganops.models import Dropout, build_models
-from ganops.reference import (
+from benchmarks.classic_loop import (
     ClassicGAN,
     build_classic_gan,
     classic_fit,
     classic_loader,
     reference_step,
 )
+from torch import Tensor, nn
+
+import ganops.training.loop
+from ganops.config import ModelConfig, TrainConfig
+from ganops.data import normalize
+from ganops.models import Dropout, build_models
 from ganops.training.loop import fit
 from ganops.training.step import GAN, build_gan, train_iteration
 

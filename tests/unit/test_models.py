@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 import torch
+from benchmarks.classic_loop import build_classic_gan
 from torch import nn
 
 from ganops.config import ARCHS, ModelConfig, TrainConfig
 from ganops.models import Dropout, build_models
-from ganops.reference import build_classic_gan
 
 
 @pytest.mark.parametrize("arch", ARCHS)

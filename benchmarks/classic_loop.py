@@ -1,9 +1,10 @@
 """The classic GAN training loop of the PyTorch/Keras tutorials, kept as a yardstick.
 
-Nothing in the pipeline trains with this module. It exists so that ``benchmarks/bench_train.py``
-can time ganops' loop (``ganops.training.step``) against the loop most people write first, and so
-that ``tests/unit/test_fast_path.py`` can check that ganops' fast path computes the same update
-as the plain one. It is written the way the tutorials write it (pytorch/examples ``dcgan``,
+It lives in ``benchmarks/``, outside the installed package: nothing in the pipeline trains
+with it. It exists so that ``benchmarks/bench_train.py`` can time ganops' loop
+(``ganops.training.step``) against the loop most people write first, and so that
+``tests/unit/test_fast_path.py`` can check that ganops' fast path computes the same update as
+the plain one. It is written the way the tutorials write it (pytorch/examples ``dcgan``,
 PyTorch-GAN ``gan.py``), on purpose:
 
 - a ``Dataset`` of raw uint8 images, each turned into a PIL image and passed through
