@@ -37,8 +37,8 @@ from ganops.metrics.features import real_and_fake_features
 from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
+from ganops.models.sampling import generated_batches
 from ganops.stages import common as stages_common
-from ganops.stages.evaluate import generated_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"
@@ -105,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def fakes() -> Any:
         return generated_batches(
-            generator, latent_dim, args.num_samples, args.batch_size, device, args.seed
+            generator,
+            latent_dim,
+            args.num_samples,
+            batch_size=args.batch_size,
+            device=device,
+            seed=args.seed,
         )
 
     def features(cache: Path) -> tuple[torch.Tensor, torch.Tensor]:

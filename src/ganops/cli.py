@@ -212,7 +212,16 @@ def evaluate(
     """
     from ganops.stages import evaluate as stage
 
-    stage.run(_params(params), data, models, train_out, out, cache, classifier, floor)
+    stage.run(
+        _params(params),
+        data,
+        models,
+        train_out,
+        out,
+        cache,
+        classifier_path=classifier,
+        floor=floor,
+    )
 
 
 @app.command()

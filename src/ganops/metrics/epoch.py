@@ -17,8 +17,8 @@ from ganops.data import load_prepared
 from ganops.errors import DataError
 from ganops.metrics.classes import real_class_share
 from ganops.metrics.names import family_of
+from ganops.models.sampling import sample_images
 from ganops.outputs import TEST_IMAGES
-from ganops.training.loop import sample_images
 
 QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
 _CHUNK = 500  # images per forward pass

@@ -1,35 +1,17 @@
 """Fréchet Inception Distance from extracted features (``ganops.metrics.features``).
 
-The feature statistics are accumulated by torchmetrics' ``FrechetInceptionDistance`` (float64
-sums); the distance itself is the pure ``frechet_distance``, which a test checks against scipy's
-``sqrtm``, so the metric and the maths share one code path.
+The feature statistics are the float64 mean and unbiased covariance of each set; the distance
+itself is the pure ``frechet_distance``, which tests check against scipy's ``sqrtm``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
-from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ganops.metrics.features import Precomputed
-
-
-@dataclass(frozen=True)
-class FeatureSums:
-    """Running sums of features: enough to rebuild their mean and covariance."""
-
-    total: Tensor  # (D,) float64, sum of the feature vectors
-    outer: Tensor  # (D, D) float64, sum of their outer products x xᵀ
-    count: int
-
-    def gaussian(self) -> tuple[Tensor, Tensor]:
-        """Mean and unbiased covariance, float64 on the CPU."""
-        total, outer = self.total.double().cpu(), self.outer.double().cpu()
-        mean = total / self.count
-        cov = (outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
-        return mean, cov
+# Covariance columns per product; the matrix is symmetric, so only blocks on or above the
+# diagonal are multiplied (5/8 of the products at 2048 features).
+COLUMN_BLOCK = 512
 
 
 def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
@@ -41,10 +23,9 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     mu1, sigma1, mu2, sigma2 = (
         torch.as_tensor(t, dtype=torch.float64) for t in (mu1, sigma1, mu2, sigma2)
     )
-    root1 = _psd_sqrt(sigma1)
-    # root1 sigma2 root1 is similar to sigma1 sigma2 (same eigenvalues) but symmetric PSD, so
-    # eigvalsh applies: real eigenvalues, several times faster than eigvals on 2048x2048.
-    middle = root1 @ sigma2 @ root1
+    # A symmetric PSD matrix similar to sigma1 sigma2 (same eigenvalues), so eigvalsh applies:
+    # real eigenvalues, several times faster than eigvals on 2048x2048.
+    middle = _similar_symmetric(sigma1, sigma2)
     eigenvalues = torch.linalg.eigvalsh((middle + middle.T) / 2)
     trace_sqrt = eigenvalues.clamp(min=0).sqrt().sum()  # clamp: rounding makes tiny ones < 0
     distance = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt
@@ -55,21 +36,42 @@ def fid_from_features(fake: Tensor, real: Tensor) -> float:
     """FID between two feature sets, (N, D) each with N >= 2."""
     if len(fake) < 2 or len(real) < 2:
         raise ValueError(f"FID needs at least 2 images per side, got {len(fake)} and {len(real)}")
-    metric = FrechetInceptionDistance(feature=Precomputed(real.shape[1]))
-    metric.update(real, real=True)
-    metric.update(fake, real=False)
-    mu_real, sigma_real = _sums(metric, real=True).gaussian()
-    mu_fake, sigma_fake = _sums(metric, real=False).gaussian()
+    mu_real, sigma_real = gaussian_of(real)
+    mu_fake, sigma_fake = gaussian_of(fake)
     return frechet_distance(mu_fake, sigma_fake, mu_real, sigma_real)
 
 
-def _sums(metric: FrechetInceptionDistance, *, real: bool) -> FeatureSums:
-    side = "real" if real else "fake"  # the metric's state names: real_features_sum, ...
-    return FeatureSums(
-        total=getattr(metric, f"{side}_features_sum"),
-        outer=getattr(metric, f"{side}_features_cov_sum"),
-        count=int(getattr(metric, f"{side}_features_num_samples")),
-    )
+def gaussian_of(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and unbiased covariance of (N, D) ``features``, float64 on the CPU."""
+    features = features.detach().to("cpu", torch.float64)
+    mean = features.mean(dim=0)
+    centred = features - mean  # centring first: no cancellation in sum(x xᵀ) - N mean meanᵀ
+    dim = features.shape[1]
+    cov = features.new_empty(dim, dim)
+    for start in range(0, dim, COLUMN_BLOCK):
+        rows = centred[:, start : start + COLUMN_BLOCK]
+        block = rows.T @ centred[:, start:]  # (b, D - start)
+        cov[start : start + COLUMN_BLOCK, start:] = block
+        cov[start:, start : start + COLUMN_BLOCK] = block.T
+    return mean, cov / (len(features) - 1)
+
+
+def _similar_symmetric(sigma1: Tensor, sigma2: Tensor) -> Tensor:
+    """A symmetric matrix with the eigenvalues of sigma1 sigma2.
+
+    Lᵀ A L, where L Lᵀ = B is the Cholesky factor of one covariance B and A is the other
+    (eig(Lᵀ A L) = eig(A L Lᵀ)): a factorisation costs a fraction of an eigendecomposition.
+    When neither is safely positive definite (fewer samples than features, a collapsed
+    generator), R sigma1 R with R the symmetric square root of sigma2, from eigh.
+    """
+    for factored, other in ((sigma2, sigma1), (sigma1, sigma2)):
+        lower, info = torch.linalg.cholesky_ex(factored)
+        # A pivot near rounding noise means a (numerically) singular matrix: fall back to eigh.
+        tolerance = len(factored) * torch.finfo(torch.float64).eps * factored.diagonal().max()
+        if int(info) == 0 and bool(lower.diagonal().square().min() > tolerance):
+            return lower.T @ other @ lower
+    root = _psd_sqrt(sigma2)
+    return root @ sigma1 @ root
 
 
 def _psd_sqrt(matrix: Tensor) -> Tensor:

@@ -11,8 +11,8 @@ from ganops.checkpoints import load_generator
 from ganops.errors import UsageError
 from ganops.images import grid_array, save_png
 from ganops.models import NUM_CLASSES
+from ganops.models.sampling import sample_images
 from ganops.stages.common import resolve_device
-from ganops.training.loop import sample_images
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:

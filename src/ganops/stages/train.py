@@ -27,12 +27,13 @@ from ganops.config import Params
 from ganops.files import ensure_writable, remove_stale_temps, write_text
 from ganops.images import grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
+from ganops.models.sampling import sample_images
 from ganops.stages.common import resolve_device
 from ganops.tracking.logger import training_logger
 from ganops.tracking.runs import log_training_outputs
 from ganops.training import distributed
 from ganops.training.cuda_graphs import use_cuda_graph
-from ganops.training.loop import STAT_NAMES, Hooks, LoopState, sample_images
+from ganops.training.loop import STAT_NAMES, Hooks, LoopState
 from ganops.training.run import (
     TrainData,
     TrainResult,

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ganops.config import TrainConfig
 from ganops.errors import GanopsError, Interrupted
+from ganops.models.sampling import sample_images
 from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
 from ganops.training.distributed import Replicas
 from ganops.training.step import GAN, set_learning_rates, train_iteration, varies_learning_rate
@@ -86,17 +87,6 @@ class LoopState:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
         return cls(**state)
-
-
-def sample_images(generator: nn.Module, z: Tensor, labels: Tensor | None = None) -> Tensor:
-    """Generate in eval mode (BatchNorm running statistics, no dropout), then restore."""
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.inference_mode():
-            return generator(z, labels)  # type: ignore[no-any-return]
-    finally:
-        generator.train(was_training)
 
 
 def _read_interval(state: LoopState, replicas: Replicas) -> dict[str, float]:
