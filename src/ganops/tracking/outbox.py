@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ganops.errors import describe_error
+
 
 @dataclass(frozen=True)
 class Item:
@@ -67,7 +69,7 @@ class Outbox:
             except Exception as error:  # any failure of the transport: keep the items, retry
                 if not self._down:
                     self._warn(
-                        f"warning: tracking: {batch[0].what} not sent ({_first_line(error)}); "
+                        f"warning: tracking: {batch[0].what} not sent ({describe_error(error)}); "
                         f"training goes on, retrying every {self._first_backoff:g}-"
                         f"{self._max_backoff:g} s"
                     )
@@ -107,8 +109,3 @@ class Outbox:
             self._abandoned = True
             self._cv.notify_all()
             return list(self._queue)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

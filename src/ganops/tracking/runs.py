@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
-from ganops.errors import Interrupted, TrackingError
+from ganops.errors import Interrupted, TrackingError, describe_error
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
 # caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
@@ -93,7 +93,7 @@ def attempt(what: str, call: Callable[[], Any]) -> None:
     try:
         call()
     except Exception as error:  # whatever the store or the network raised
-        warn(f"warning: tracking: could not log {what} ({type(error).__name__}: {error})")
+        warn(f"warning: tracking: could not log {what} ({describe_error(error)})")
 
 
 def _git_commit(root: Path) -> str | None:
@@ -167,7 +167,7 @@ def training_run(
         if mlflow.active_run() is not None:  # opened, then log_params failed
             attempt("the failed start", lambda: mlflow.end_run("FAILED"))
         raise TrackingError(
-            f"could not open an MLflow run at {uri} ({type(error).__name__}: {error}); fix "
+            f"could not open an MLflow run at {uri} ({describe_error(error)}); fix "
             "tracking.uri, or set tracking.required: false to go on without tracking"
         ) from None
     status = "FAILED"
