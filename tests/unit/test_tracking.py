@@ -25,3 +25,58 @@ def test_runs_from_dvc_temp_workspaces_land_in_the_root_database(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri(TrackingConfig(), workspace) == "http://127.0.0.1:5000"
     assert tracking_uri(TrackingConfig(uri="sqlite:///x.db"), workspace) == "sqlite:///x.db"
+
+
+def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> None:
+    from ganops.errors import TrackingError
+    from ganops.tracking.runs import check_reachable
+
+    with pytest.raises(TrackingError, match="is a directory"):
+        check_reachable(f"sqlite:///{tmp_path}")
+    with pytest.raises(TrackingError, match="does not exist"):
+        check_reachable(f"sqlite:///{tmp_path}/missing/mlflow.db")
+    check_reachable(f"sqlite:///{tmp_path}/mlflow.db")  # a new file in a writable folder
+
+
+def test_a_read_only_sqlite_store_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from ganops.errors import TrackingError
+    from ganops.tracking.runs import check_reachable
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only files, so SQLite would too")
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"")
+    store.chmod(0o444)
+    with pytest.raises(TrackingError, match="read-only"):
+        check_reachable(f"sqlite:///{store}")
+
+
+def test_runs_whose_process_is_gone_are_ended_as_killed(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from ganops.tracking.runs import HOST_TAG, PID_TAG, end_orphaned_runs
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("orphans")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host = socket.gethostname()
+
+    def running(pid: str, owner_host: str = host) -> str:
+        return client.create_run(experiment, tags={HOST_TAG: owner_host, PID_TAG: pid}).info.run_id
+
+    gone_pid = gone.stdout.strip()
+    dead, alive = running(gone_pid), running(str(os.getpid()))
+    resumed = running(gone_pid)  # gone too, but about to be resumed
+    elsewhere = running(gone_pid, owner_host="another-host")  # not ours to judge
+    assert end_orphaned_runs(experiment, keep=resumed) == [dead]
+    status = {run: client.get_run(run).info.status for run in (dead, alive, resumed, elsewhere)}
+    assert status == {dead: "KILLED", alive: "RUNNING", resumed: "RUNNING", elsewhere: "RUNNING"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -68,9 +69,29 @@ def _quick_http() -> None:
         os.environ.setdefault(key, value)
 
 
+def check_sqlite_store(uri: str) -> None:
+    """Raise ``TrackingError`` at once when a ``sqlite:///`` store cannot work: the path is a
+    directory, its folder is missing, or the file or its folder is read-only (SQLite writes
+    a journal beside the file). MLflow itself retries such a store for minutes, then prints
+    tracebacks."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///")).absolute()
+    fix = "point tracking.uri or MLFLOW_TRACKING_URI at a writable file, e.g. sqlite:///mlflow.db"
+    if path.is_dir():
+        raise TrackingError(f"MLflow store {uri}: {path} is a directory, not a file; {fix}")
+    if not path.parent.is_dir():
+        raise TrackingError(f"MLflow store {uri}: folder {path.parent} does not exist; {fix}")
+    unwritable = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)]
+    if unwritable:
+        raise TrackingError(f"MLflow store {uri}: {unwritable[0]} is read-only; {fix}")
+
+
 def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Raise ``TrackingError`` within ``timeout`` seconds when an http(s) tracking server
-    does not answer. Any HTTP answer counts (a proxy's 401 is a server that is there)."""
+    does not answer (any HTTP answer counts: a proxy's 401 is a server that is there), or at
+    once when a SQLite store cannot work (``check_sqlite_store``)."""
+    check_sqlite_store(uri)
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -162,6 +183,7 @@ def training_run(
     mlflow.set_tracking_uri(uri)
     try:
         experiment_id = _experiment_id(params.tracking.experiment, uri, root)
+        end_orphaned_runs(experiment_id, keep=run_id)
         run = _start(params, root, experiment_id, tags, run_id)
     except Exception as error:  # the store refused: unwritable database, server error...
         if mlflow.active_run() is not None:  # opened, then log_params failed
@@ -195,7 +217,10 @@ def _start(
         all_tags["dvc_exp_name"] = exp_name
     if run_id is not None and _run_exists(run_id):
         # Resuming: same run, so curves continue; params were logged when it started.
-        return mlflow.start_run(run_id=run_id)
+        run = mlflow.start_run(run_id=run_id)
+        mlflow.set_tags(_owner())
+        return run
+    all_tags |= _owner()
     all_tags["mlflow.note.content"] = describe_changes(params)  # the run's description
     run = mlflow.start_run(
         experiment_id=experiment_id,
@@ -205,6 +230,52 @@ def _start(
     )
     mlflow.log_params(to_flat_dict(params))
     return run
+
+
+# Which process holds a RUNNING run: a run whose process is gone (kill -9, a crash, a lost
+# machine) is ended as KILLED by the next training run on the same host.
+HOST_TAG, PID_TAG = "ganops.host", "ganops.pid"
+
+
+def _owner() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def end_orphaned_runs(experiment_id: str, keep: str | None = None) -> list[str]:
+    """Mark KILLED the experiment's RUNNING runs that this host's ganops started and whose
+    process no longer exists (``keep``: the run about to be resumed). Best effort: a failure
+    only warns. Returns the ended runs' ids."""
+    import mlflow
+
+    ended: list[str] = []
+
+    def sweep() -> None:
+        client = mlflow.MlflowClient()
+        host = socket.gethostname().replace("'", "")
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        )
+        for run in runs:
+            pid = run.data.tags.get(PID_TAG, "")
+            if run.info.run_id != keep and pid.isdigit() and not _alive(int(pid)):
+                client.set_terminated(run.info.run_id, "KILLED")
+                ended.append(run.info.run_id)
+
+    attempt("the end of runs whose process is gone", sweep)
+    for run_id in ended:
+        warn(f"warning: tracking: run {run_id} was left RUNNING by a process that is gone; marked KILLED")
+    return ended
 
 
 def log_to_active(metrics: dict[str, float]) -> None:
@@ -252,6 +323,7 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
 
     from ganops.errors import DataError
 
+    check_reachable(run_ref["uri"])
     client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
     versions = client.search_model_versions(f"name = '{registered_name}'")
     mine = [v for v in versions if v.run_id == run_ref["run_id"]]
@@ -272,6 +344,7 @@ def log_to_run(
     import mlflow
 
     _quick_http()
+    check_reachable(run_ref["uri"])
     mlflow.set_tracking_uri(run_ref["uri"])
     with mlflow.start_run(run_id=run_ref["run_id"]):
         mlflow.log_metrics(metrics)
