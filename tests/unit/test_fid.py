@@ -25,7 +25,7 @@ from ganops.metrics.features import (
     save_real_features,
     to_inception_input,
 )
-from ganops.metrics.fid import FeatureSums, fid_from_features, frechet_distance
+from ganops.metrics.fid import fid_from_features, frechet_distance, gaussian_of
 from ganops.metrics.inception import FID_HELPER_REQUIREMENT, resolve_inception_weights
 
 CPU = torch.device("cpu")
@@ -140,12 +140,33 @@ def test_frechet_distance_of_isotropic_gaussians_has_closed_form() -> None:
     assert frechet_distance(mu1, s**2 * eye, mu2, t**2 * eye) == pytest.approx(expected, rel=1e-9)
 
 
-def test_feature_sums_give_mean_and_unbiased_covariance() -> None:
-    features = torch.randn(10, 6).double()
-    sums = FeatureSums(total=features.sum(0), outer=features.T @ features, count=10)
-    mean, cov = sums.gaussian()
-    torch.testing.assert_close(mean, features.mean(0))
-    torch.testing.assert_close(cov, torch.cov(features.T))
+def scipy_frechet(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """The Fréchet distance from scipy's eigenvalues of sigma1 sigma2 (a general eigensolver)."""
+    s1, s2 = sigma1.numpy(), sigma2.numpy()
+    trace_sqrt = np.sqrt(np.clip(scipy.linalg.eigvals(s1 @ s2).real, 0, None)).sum()
+    return float(np.sum((mu1 - mu2).numpy() ** 2) + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+
+
+@pytest.mark.parametrize(
+    ("rank1", "rank2"),
+    [(None, None), (20, None), (None, 20), (20, 30)],  # Cholesky of sigma2, of sigma1, or eigh
+)
+def test_frechet_distance_matches_scipy_eigenvalues(rank1: int | None, rank2: int | None) -> None:
+    sigma1, sigma2 = random_spd(64, seed=8, rank=rank1), random_spd(64, seed=9, rank=rank2)
+    mu1, mu2 = torch.randn(64).double(), torch.randn(64).double()
+    expected = scipy_frechet(mu1, sigma1, mu2, sigma2)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(mu2, sigma2, mu1, sigma1) == pytest.approx(expected, rel=1e-6)
+
+
+def test_gaussian_of_gives_mean_and_unbiased_covariance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fid_module, "COLUMN_BLOCK", 4)  # blocks of 4, 4 and 2 columns
+    features = torch.randn(50, 10, generator=torch.Generator().manual_seed(3)) * 3 + 100
+    mean, cov = gaussian_of(features)
+    assert mean.dtype == cov.dtype == torch.float64
+    torch.testing.assert_close(mean, features.double().mean(0))
+    expected = torch.from_numpy(np.cov(features.double().numpy().T))
+    torch.testing.assert_close(cov, expected, rtol=1e-12, atol=0)
 
 
 def test_fid_from_features_matches_numpy_statistics_and_scipy_sqrtm() -> None:
