@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ganops.metrics.classes import class_report, real_class_share
+from ganops.metrics.features import Precomputed
 from ganops.metrics.kid import kid_from_features
 from ganops.metrics.names import family_of, metric_name
 from ganops.metrics.precision_recall import precision_recall
@@ -56,6 +58,68 @@ def test_kid_subsets_come_from_the_seed_and_leave_the_global_rng_alone() -> None
     assert kid_from_features(fake, real, seed=12, subsets=5, subset_size=50) != first
 
 
+def naive_kid(fake: np.ndarray, real: np.ndarray, subsets: int, size: int, seed: int) -> float:
+    """KID written out: a loop over subsets drawn in torchmetrics' order (a real then a fake
+    permutation each), each scored by ``unbiased_poly_mmd`` in float64."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = []
+    for _ in range(subsets):
+        real_members = torch.randperm(len(real), generator=generator)[:size].numpy()
+        fake_members = torch.randperm(len(fake), generator=generator)[:size].numpy()
+        scores.append(unbiased_poly_mmd(real[real_members], fake[fake_members]))
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize(
+    ("num_fake", "subsets", "size", "chunk"),
+    [
+        (70, 20, 20, 1000),  # every pair's kernel once, one block
+        (70, 20, 20, 7),  # the same in 7 x 7 blocks
+        (70, 4, 20, 1000),  # each subset's pairs, one block per subset
+        (70, 4, 20, 6),  # the same in blocks
+        (60, 3, 1000, 16),  # subsets as large as the sets
+    ],
+)
+def test_kid_matches_a_naive_float64_loop(
+    num_fake: int, subsets: int, size: int, chunk: int
+) -> None:
+    fake = gaussian(num_fake, 8, seed=21, shift=0.4).double()
+    real = gaussian(60, 8, seed=22).double()
+    mean, _ = kid_from_features(fake, real, seed=5, subsets=subsets, subset_size=size, chunk=chunk)
+    size = min(size, 60)
+    expected = naive_kid(fake.numpy(), real.numpy(), subsets, size, seed=5)
+    assert mean == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_draws_torchmetrics_subsets_and_matches_it_on_float64_features() -> None:
+    from torchmetrics.image.kid import KernelInceptionDistance  # the reference implementation
+
+    fake, real = gaussian(90, 12, seed=23, shift=0.3).double(), gaussian(80, 12, seed=24).double()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        metric = KernelInceptionDistance(feature=Precomputed(12), subsets=7, subset_size=30)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(9)  # torchmetrics draws from the global generator
+        expected = [float(value) for value in metric.compute()]
+    got = kid_from_features(fake, real, seed=9, subsets=7, subset_size=30)
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_of_float32_features_is_within_1e_6_of_float64() -> None:
+    """Products in float32 (the features' dtype), cubes and sums in float64; KID is a small
+    difference of large sums, so this is the tolerance that matters."""
+    real = gaussian(600, 256, seed=25).abs()
+    fake = gaussian(600, 256, seed=26).abs() * 1.02 + 0.01
+    kid32, std32 = kid_from_features(fake, real, seed=1, subsets=10, subset_size=200)
+    kid64, std64 = kid_from_features(
+        fake.double(), real.double(), seed=1, subsets=10, subset_size=200
+    )
+    assert 0 < kid64 < 0.05  # a small KID, where cancellation would show
+    assert kid32 == pytest.approx(kid64, rel=1e-6) and std32 == pytest.approx(std64, rel=1e-4)
+
+
 # --- precision and recall ----------------------------------------------------------------------
 
 
@@ -78,6 +142,24 @@ def test_precision_recall_match_a_scipy_reference(k: int) -> None:
     got = precision_recall(fake, real, k=k, chunk=16)  # chunks must not change the answer
     expected = reference_precision_recall(fake.double().numpy(), real.double().numpy(), k)
     assert got == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_precision_recall_match_scipy_with_ties_and_float64(chunk: int) -> None:
+    """Duplicated points (distance 0, several equal radii) and blocks of any size."""
+    real = gaussian(50, 5, seed=31).double()
+    real = torch.cat([real, real[:10]])  # 10 points twice: each has a neighbour at distance 0
+    fake = torch.cat([gaussian(40, 5, seed=32, shift=0.3).double(), real[:5]])
+    got = precision_recall(fake, real, k=3, chunk=chunk)
+    assert got == reference_precision_recall(fake.numpy(), real.numpy(), k=3)
+
+
+def test_precision_recall_of_float32_inception_sized_features_match_float64() -> None:
+    real = gaussian(300, 2048, seed=33).abs()
+    fake = gaussian(300, 2048, seed=34).abs() + 0.02
+    got = precision_recall(fake, real, chunk=128)
+    assert got == reference_precision_recall(fake.double().numpy(), real.double().numpy(), k=3)
+    assert 0 < got[0] < 1 and 0 < got[1] < 1  # neither all in nor all out
 
 
 def test_precision_recall_separate_quality_from_coverage() -> None:
