@@ -54,7 +54,10 @@ class DataConfig:
     test_subset: int = _spec(0, "Keep only the first N test images when preparing (0 = all).", ge=0)
 
 
-ARCHS = ("mlp", "dcgan", "tf_dcgan", "resnet")
+ARCHS = ("mlp", "dcgan", "tf_dcgan", "keras_conv", "resnet")
+
+
+INITS = ("default", "keras", "dcgan", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal")
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,9 @@ class ModelConfig:
     arch: str = _spec(
         "mlp",
         "Generator/discriminator pair: the MLP, the small PyTorch DCGAN, the TensorFlow DCGAN "
-        "tutorial's pair, or a SNGAN-style residual pair (docs/models.md).",
+        "tutorial's pair, the Keras GAN-maths tutorial's convolutional pair (its sigmoid "
+        "output mapped to [-1, 1] as 2 * sigmoid - 1) or a SNGAN-style residual pair "
+        "(docs/models.md).",
         choices=ARCHS,
     )
     latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)
@@ -73,6 +78,11 @@ class ModelConfig:
         (1024, 512, 256), "MLP discriminator hidden widths, input to output."
     )
     g_batchnorm: bool = _spec(False, "BatchNorm1d after each MLP generator hidden layer.")
+    g_bias: bool = _spec(
+        True,
+        "Biases in the mlp and keras_conv generators' layers; false is Keras' use_bias=False "
+        "(BatchNorm's shift stays). tf_dcgan's generator never has them.",
+    )
     bn_momentum: float = _spec(
         0.2,
         "PyTorch BatchNorm momentum (Keras momentum=0.8 is PyTorch momentum=0.2).",
@@ -80,10 +90,19 @@ class ModelConfig:
         le=1.0,
     )
     d_dropout: float = _spec(0.3, "Dropout probability in the MLP discriminator.", ge=0.0, lt=1.0)
+    leaky_slope: float = _spec(
+        0.2,
+        "LeakyReLU negative slope of the mlp pair (G and D) and the dcgan and keras_conv "
+        "discriminators, and the gain of the he_* inits (Keras' LeakyReLU() default is 0.3; "
+        "tf_dcgan always uses 0.3, as its tutorial).",
+        ge=0.0,
+        lt=1.0,
+    )
     dcgan_channels: int = _spec(
         64,
         "DCGAN base width c. dcgan: G 2c at 7x7, D c then 2c. tf_dcgan: G 4c, 2c, c; D c, 2c "
-        "(64 = the TensorFlow tutorial).",
+        "(64 = the TensorFlow tutorial). keras_conv: G dense 2c, 7x7x2c, ConvT 2c, c; D c, "
+        "2c (64 = the Keras tutorial).",
         ge=1,
     )
     res_channels: int = _spec(64, "resnet: channels of every residual block.", ge=1)
@@ -94,10 +113,11 @@ class ModelConfig:
     init: str = _spec(
         "default",
         "Weight init of both nets: 'default' (each pair's own: PyTorch's for mlp, N(0, 0.02) "
-        "for dcgan, glorot for tf_dcgan/resnet), 'dcgan' (N(0, 0.02), BatchNorm scale "
-        "N(1, 0.02)), 'xavier_uniform'/'xavier_normal' (gain 5/3, tanh's) or "
-        "'he_uniform'/'he_normal' (LeakyReLU(0.2)'s gain); biases 0.",
-        choices=("default", "dcgan", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal"),
+        "for dcgan, glorot for tf_dcgan/keras_conv/resnet), 'keras' (Keras' default: glorot "
+        "uniform, gain 1), 'dcgan' (N(0, 0.02), BatchNorm scale N(1, 0.02)), "
+        "'xavier_uniform'/'xavier_normal' (gain 5/3, tanh's) or 'he_uniform'/'he_normal' "
+        "(the gain of LeakyReLU(leaky_slope)); biases 0.",
+        choices=INITS,
     )
     conditional: bool = _spec(
         False, "Class-conditional G and D (one-hot label input), so samples can pick a class."
@@ -113,6 +133,7 @@ LOSSES = (
     "hinge",
     "feature_matching",
 )
+BCE_LOSSES = ("minimax", "non_saturating", "feature_matching")  # D is a logistic classifier
 
 
 @dataclass(frozen=True)
@@ -123,15 +144,43 @@ class TrainConfig:
     seed: int = _spec(42, "Seed for weights, noise and batch order.", ge=0)
     epochs: int = _spec(30, "Passes over the training set.", ge=1)
     batch_size: int = _spec(128, "Real images per discriminator step.", ge=1)
+    batch_sampling: str = _spec(
+        "epochs",
+        "'epochs': each epoch is a random permutation cut into floor(N / batch_size) "
+        "batches. 'random': each batch is batch_size images drawn uniformly with replacement "
+        "(the Keras tutorials' np.random.randint), floor(N / batch_size) x epochs batches in "
+        "all.",
+        choices=("epochs", "random"),
+    )
     loss: str = _spec("non_saturating", "GAN objective.", choices=LOSSES)
     d_steps: int = _spec(1, "Discriminator updates per generator update (k).", ge=1)
+    g_resample: bool = _spec(
+        False,
+        "The G step generates a new fake batch from fresh noise (a second generator forward "
+        "pass, as the PyTorch MLP tutorial and Keras' stacked-model loops do) instead of "
+        "reusing the D step's fakes.",
+    )
     optimizer: str = _spec("adam", "Optimizer for both networks.", choices=("adam", "rmsprop"))
     lr_g: float = _spec(2e-4, "Generator learning rate.", gt=0.0)
     lr_d: float = _spec(2e-4, "Discriminator learning rate.", gt=0.0)
     beta1: float = _spec(0.5, "Adam beta1.", ge=0.0, lt=1.0)
     beta2: float = _spec(0.999, "Adam beta2.", ge=0.0, lt=1.0)
+    rmsprop_alpha: float = _spec(
+        0.99,
+        "RMSprop's decay of its squared-gradient average (torch's alpha, Keras' rho): "
+        "torch's default 0.99, Keras' 0.9.",
+        ge=0.0,
+        lt=1.0,
+    )
     real_label: float = _spec(
         1.0, "Target for real images in BCE losses (0.9 = one-sided label smoothing).", gt=0.5, le=1
+    )
+    sigmoid_before_bce: bool = _spec(
+        False,
+        "Reproduce a tutorial's bug: the losses read sigmoid(D's logit), a probability, as if "
+        "it were a logit (Keras: Dense(1, activation='sigmoid') then BinaryCrossentropy("
+        "from_logits=True)), so D's loss cannot fall below 1.006 and its gradients shrink. "
+        "BCE losses only (minimax, non_saturating, feature_matching); see docs/recipes.md.",
     )
     clip_value: float = _spec(0.01, "Critic weight clipping for loss 'wgan'.", gt=0.0)
     gp_weight: float = _spec(10.0, "Gradient-penalty weight for loss 'wgan_gp'.", ge=0.0)
@@ -431,12 +480,22 @@ def params_from_dict(raw: Any) -> Params:
 def _check_together(params: Params) -> None:
     """Checks across keys, so params that validate can also run."""
     model, train = params.model, params.train
-    has_batchnorm = model.arch != "mlp" or model.g_batchnorm
+    has_batchnorm = model.arch in ("dcgan", "tf_dcgan", "resnet") or (
+        model.arch == "mlp" and model.g_batchnorm
+    )
     if has_batchnorm and train.batch_size < 2:
         raise ConfigError(
             "train.batch_size",
             train.batch_size,
             f"at least 2 with model.arch {model.arch!r} (its BatchNorm needs 2 images a batch)",
+        )
+    if train.sigmoid_before_bce and train.loss not in BCE_LOSSES:
+        raise ConfigError(
+            "train.sigmoid_before_bce",
+            True,
+            f"false with train.loss {train.loss!r} (the bug it reproduces is in a BCE loss: "
+            + ", ".join(BCE_LOSSES)
+            + ")",
         )
 
 
@@ -490,6 +549,12 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate ``path``; raises ``ConfigError`` with a one-line reason."""
+    return params_from_dict(read_params_yaml(path))
+
+
+def read_params_yaml(path: Path) -> Any:
+    """The parsed YAML of a params file (or a recipe overlay), not yet validated; a missing,
+    oversized, non-UTF-8 or malformed file raises ``ConfigError`` naming ``path``."""
     try:
         size = path.stat().st_size
         if size > MAX_PARAMS_BYTES:
@@ -521,7 +586,7 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "unknown position"
         raise ConfigError(str(path), where, "valid YAML", kind="YAML syntax error") from None
-    return params_from_dict(raw)
+    return raw
 
 
 def to_flat_dict(params: Params) -> dict[str, Any]:

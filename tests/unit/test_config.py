@@ -78,6 +78,18 @@ def test_missing_keys_take_defaults_and_lists_become_tuples() -> None:
         ({"train": {"lr_d": float("nan")}}, "train.lr_d", "finite"),
         ({"train": {"learning_rate": 0.1}}, "train.learning_rate", "known keys"),
         ({"trian": {"epochs": 1}}, "trian", "sections"),
+        ({"model": {"leaky_slope": 1.0}}, "model.leaky_slope", "< 1.0"),
+        ({"model": {"g_bias": 0}}, "model.g_bias", "true or false"),
+        ({"model": {"init": "glorot"}}, "model.init", "keras"),
+        ({"model": {"arch": "keras"}}, "model.arch", "keras_conv"),
+        ({"train": {"batch_sampling": "shuffle"}}, "train.batch_sampling", "epochs, random"),
+        ({"train": {"rmsprop_alpha": 1.0}}, "train.rmsprop_alpha", "< 1.0"),
+        ({"train": {"g_resample": "yes"}}, "train.g_resample", "true or false"),
+        (
+            {"train": {"loss": "hinge", "sigmoid_before_bce": True}},
+            "train.sigmoid_before_bce",
+            "minimax, non_saturating, feature_matching",
+        ),
     ],
 )
 def test_bad_values_name_the_key_value_and_what_is_allowed(
@@ -179,6 +191,7 @@ def test_params_that_validate_can_run_batchnorm_needs_two_images() -> None:
             {"model": {"arch": "mlp", "g_batchnorm": True}, "train": {"batch_size": 1}}
         )
     assert params_from_dict({"model": {"arch": "mlp"}, "train": {"batch_size": 1}})
+    assert params_from_dict({"model": {"arch": "keras_conv"}, "train": {"batch_size": 1}})
     with pytest.raises(ConfigError, match=r"evaluate\.num_samples"):
         params_from_dict({"evaluate": {"num_samples": 3}})
 

@@ -180,6 +180,7 @@ def test_glorot_init_for_the_keras_and_sngan_pairs() -> None:
         ("he_uniform", lambda fi, fo: (2 / (1 + 0.2**2) / fi) ** 0.5),
         ("he_normal", lambda fi, fo: (2 / (1 + 0.2**2) / fi) ** 0.5),
         ("dcgan", lambda fi, fo: 0.02),
+        ("keras", lambda fi, fo: (2 / (fi + fo)) ** 0.5),  # glorot uniform, gain 1
     ],
 )
 def test_model_init_gives_each_layer_the_promised_spread(
@@ -199,3 +200,76 @@ def test_model_init_gives_each_layer_the_promised_spread(
             expected = spread(fan_in, fan_out)  # type: ignore[operator]
             assert weight.std().item() == pytest.approx(expected, rel=0.1), (arch, layer)
             assert layer.bias is None or not layer.bias.any()
+
+
+def test_keras_conv_is_the_keras_maths_tutorials_pair() -> None:
+    """By hand, with biases: G dense 100*128+128 = 12,928, dense 128*6272+6272 = 809,088,
+    ConvT 128*128*25+128 = 409,728, 128*64*25+64 = 204,864, 64*25+1 = 1,601: 1,438,209.
+    D conv 25*64+64 = 1,664, 64*128*25+128 = 204,928, dense 6272+1 = 6,273: 212,865."""
+    generator, discriminator = build_models(ModelConfig(arch="keras_conv"))
+    assert _trainable(generator) == 1_438_209
+    assert _trainable(discriminator) == 212_865
+    convs = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(m.out_channels, m.kernel_size, m.stride[0]) for m in convs] == [
+        (128, (5, 5), 1),
+        (64, (5, 5), 2),
+        (1, (5, 5), 2),
+    ]
+    slopes = {m.negative_slope for m in discriminator.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.2}
+    assert not any(
+        isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.Dropout)
+        for net in (generator, discriminator)
+        for m in net.modules()
+    )
+
+
+def test_keras_conv_maps_the_tutorials_sigmoid_onto_minus_one_to_one() -> None:
+    """The last ConvT's output a becomes 2 * sigmoid(a) - 1: the tutorial's [0, 1] image
+    x = sigmoid(a) as 2x - 1."""
+    generator, _ = build_models(ModelConfig(arch="keras_conv", dcgan_channels=8, latent_dim=4))
+    seen: list[torch.Tensor] = []
+    last = [m for m in generator.modules() if isinstance(m, nn.ConvTranspose2d)][-1]
+    last.register_forward_hook(lambda module, args, out: seen.append(out))
+    images = generator(torch.randn(3, 4) * 30)  # large noise: saturated pixels too
+    torch.testing.assert_close(images, 2 * torch.sigmoid(seen[0]) - 1)
+    assert images.min() >= -1 and images.max() <= 1
+
+
+@pytest.mark.parametrize(("arch", "count"), [("mlp", 559_616), ("keras_conv", 1_431_616)])
+def test_g_bias_false_drops_every_generator_bias(arch: str, count: int) -> None:
+    """Keras' use_bias=False. By hand: the Keras MLP tutorial's G 100 -> 256 -> 512 -> 784
+    has 100*256 + 256*512 + 512*784 = 558,080 weights and 2 * (256 + 512) = 1,536 BatchNorm
+    scales and shifts (Keras' summary: the same trainable count); keras_conv loses its
+    128 + 6,272 + 128 + 64 + 1 = 6,593 biases."""
+    cfg = ModelConfig(arch=arch, g_hidden=(256, 512), g_batchnorm=True, g_bias=False)
+    generator, discriminator = build_models(cfg)
+    assert _trainable(generator) == count
+    layers = [m for m in generator.modules() if isinstance(m, nn.Linear | nn.ConvTranspose2d)]
+    assert layers and all(m.bias is None for m in layers)
+    assert all(m.bias is not None for m in discriminator.modules() if isinstance(m, nn.Linear))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "keras_conv"])
+def test_leaky_slope_sets_the_negative_slope(arch: str) -> None:
+    """LeakyReLU(0.3) maps -1 to -0.3 and 2 to 2; tf_dcgan keeps its tutorial's 0.3."""
+    generator, discriminator = build_models(ModelConfig(arch=arch, leaky_slope=0.3))
+    nets = (generator, discriminator) if arch == "mlp" else (discriminator,)
+    for net in nets:
+        activations = [m for m in net.modules() if isinstance(m, nn.LeakyReLU)]
+        assert activations and {m.negative_slope for m in activations} == {0.3}
+        assert activations[0](torch.tensor([-1.0, 2.0])).tolist() == pytest.approx([-0.3, 2.0])
+    _, tf_discriminator = build_models(ModelConfig(arch="tf_dcgan", leaky_slope=0.1))
+    assert {
+        m.negative_slope for m in tf_discriminator.modules() if isinstance(m, nn.LeakyReLU)
+    } == {0.3}
+
+
+def test_he_init_takes_the_gain_of_the_chosen_slope() -> None:
+    """He: std = sqrt(2 / (1 + slope^2) / fan_in); slope 0.3 on the MLP D's 784 -> 1024."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="mlp", init="he_normal", leaky_slope=0.3)
+    _, discriminator = build_models(cfg)
+    first = next(m for m in discriminator.modules() if isinstance(m, nn.Linear))
+    expected = (2 / (1 + 0.3**2) / 784) ** 0.5
+    assert first.weight.std().item() == pytest.approx(expected, rel=0.02)

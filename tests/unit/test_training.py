@@ -11,7 +11,7 @@ from ganops.config import LOSSES, ModelConfig, TrainConfig
 from ganops.errors import GanopsError, Interrupted
 from ganops.models import build_models
 from ganops.training.loop import Hooks, LoopState, NullLogger, fit
-from ganops.training.step import build_gan
+from ganops.training.step import GAN, build_gan
 
 MODEL = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(32,))
 
@@ -111,10 +111,20 @@ def test_divergence_stops_with_the_step(images: torch.Tensor) -> None:
         run(cfg, images)
 
 
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(images: torch.Tensor) -> None:
+@pytest.mark.parametrize("sampling", ["epochs", "random"])
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(
+    images: torch.Tensor, sampling: str
+) -> None:
     """Stop mid-epoch (as SIGTERM would), save, rebuild from the saved state, continue: the
     same step count and bit-identical weights as one uninterrupted run (CPU, fixed seed)."""
-    cfg = TrainConfig(epochs=3, batch_size=16, log_every=4, checkpoint_every=0, ema_decay=0.5)
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=16,
+        log_every=4,
+        checkpoint_every=0,
+        ema_decay=0.5,
+        batch_sampling=sampling,
+    )
     model = dataclasses.replace(MODEL, d_dropout=0.3)
     uninterrupted, reference = run(cfg, images, model)
 
@@ -410,3 +420,95 @@ def test_keras_inverse_time_decay_counts_each_optimizers_own_updates() -> None:
     set_learning_rates(gan, cfg, step=6, total_steps=100)
     assert gan.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 6))
     assert gan.opt_g.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 3))
+
+
+def _constant_logit_gan(cfg: TrainConfig, logit: float) -> GAN:
+    """An MLP GAN whose D says ``logit`` for every image (zero weights, that bias)."""
+    model = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(8,), d_hidden=(1,), d_dropout=0.0)
+    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    with torch.no_grad():
+        for param in gan.discriminator.parameters():
+            param.zero_()
+        gan.discriminator.net[-1].bias.fill_(logit)  # type: ignore[index, union-attr]
+    return gan
+
+
+def test_sigmoid_before_bce_is_the_keras_tutorials_loss_by_hand(images: torch.Tensor) -> None:
+    """D's logit 0 is the probability 1/2. Meant: BCE(1/2, 1) + BCE(1/2, 0) = 2 ln 2 = 1.3863.
+    The bug reads 1/2 as a logit: softplus(-1/2) + softplus(1/2) = 0.4741 + 0.9741 = 1.4482,
+    and G's loss is softplus(-1/2) = 0.4741 instead of ln 2. D(x) is still read as 1/2."""
+    from ganops.training.step import discriminator_step, generator_step
+
+    real, fake = images[:8], images[8:16]
+    for bug, loss_d, loss_g in [(False, 2 * math.log(2), math.log(2)), (True, 1.448154, 0.474077)]:
+        cfg = TrainConfig(sigmoid_before_bce=bug, lr_d=1e-12, lr_g=1e-12)
+        gan = _constant_logit_gan(cfg, 0.0)
+        stats = discriminator_step(gan, real, fake, cfg)
+        assert stats.tolist() == pytest.approx([loss_d, 0.5, 0.5], abs=1e-5)
+        assert generator_step(gan, fake.requires_grad_(), cfg).item() == pytest.approx(
+            loss_g, abs=1e-5
+        )
+
+
+def test_sigmoid_before_bce_floors_the_discriminator_loss() -> None:
+    """A perfect D (p = 1 on real, 0 on fake) still pays softplus(-1) + softplus(0) = 1.0064."""
+    from ganops.losses import discriminator_loss
+    from ganops.training.step import loss_input
+
+    cfg = TrainConfig(sigmoid_before_bce=True)
+    real, fake = loss_input(torch.tensor([50.0]), cfg), loss_input(torch.tensor([-50.0]), cfg)
+    floor = math.log1p(math.exp(-1)) + math.log(2)
+    assert discriminator_loss("non_saturating", real, fake).item() == pytest.approx(floor)
+    assert floor == pytest.approx(1.006409, abs=1e-6)
+
+
+@pytest.mark.parametrize(("resample", "forwards"), [(False, 4), (True, 6)])
+def test_g_resample_gives_the_g_step_its_own_batch(
+    resample: bool, forwards: int, images: torch.Tensor
+) -> None:
+    """4 steps, k = 2: one generator pass a step, plus (resample) a second one, on new
+    noise, in each of the 2 steps that update G."""
+    cfg = TrainConfig(epochs=1, batch_size=25, d_steps=2, g_resample=resample)
+    torch.manual_seed(0)
+    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    noise: list[torch.Tensor] = []
+    gan.generator.register_forward_hook(
+        lambda module, args, out: noise.append(args[0]) if module.training else None
+    )
+    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
+    assert len(noise) == forwards
+    if resample:  # steps 2 and 4: the D step's noise, then the G step's
+        assert not torch.equal(noise[1], noise[2]) and not torch.equal(noise[4], noise[5])
+
+
+def test_random_batches_are_drawn_with_replacement() -> None:
+    """'random': indices uniform with replacement (10 of 10 all distinct has probability
+    10!/10^10 = 0.00036); 'epochs': a permutation, each image once."""
+    from ganops.training.loop import batch_indices
+
+    rng = torch.Generator().manual_seed(0)
+    drawn = batch_indices(LoopState(), TrainConfig(batch_size=10, batch_sampling="random"), 10, rng)
+    assert drawn.shape == (10,) and drawn.unique().numel() < 10
+    state = LoopState()
+    order = batch_indices(state, TrainConfig(batch_size=10), 10, rng)
+    assert sorted(order.tolist()) == list(range(10)) and state.order is not None
+
+
+def test_random_batches_keep_floor_n_over_batch_times_epochs(images: torch.Tensor) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=32, batch_sampling="random", log_every=100)
+    state, _ = run(cfg, images)
+    assert state.step == (100 // 32) * 3 == 9 and state.order is None
+
+
+@pytest.mark.parametrize(("alpha", "move"), [(0.9, 2 / 0.4**0.5), (0.99, 2 / 0.04**0.5)])
+def test_rmsprop_alpha_is_kerass_rho(alpha: float, move: float) -> None:
+    """One RMSprop step on w with gradient 2: v = (1 - alpha) * 4, w -= lr * 2 / sqrt(v):
+    Keras' rho 0.9 moves w by 3.162 lr, torch's default alpha 0.99 by 10 lr."""
+    from ganops.training.step import make_optimizer
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    cfg = TrainConfig(optimizer="rmsprop", rmsprop_alpha=alpha)
+    optimizer = make_optimizer([weight], cfg, lr=1e-3, device=torch.device("cpu"))
+    (2 * weight).sum().backward()
+    optimizer.step()
+    assert weight.item() == pytest.approx(-1e-3 * move, rel=1e-5)

@@ -83,7 +83,8 @@ class HeadedDiscriminator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """z (B, latent_dim) -> images (B, 1, 28, 28) in [-1, 1]: Linear+LeakyReLU(0.2) stack, tanh."""
+    """z (B, latent_dim) -> images (B, 1, 28, 28) in [-1, 1]: Linear (+BatchNorm) + LeakyReLU
+    stack, tanh. ``model.g_bias: false`` drops every Linear's bias (Keras' use_bias=False)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -91,13 +92,13 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         width = cfg.latent_dim + NUM_CLASSES * cfg.conditional
         for hidden in cfg.g_hidden:
-            layers.append(nn.Linear(width, hidden))
+            layers.append(nn.Linear(width, hidden, bias=cfg.g_bias))
             if cfg.g_batchnorm:
                 # Keyword, never positional: BatchNorm1d's second positional argument is eps.
                 layers.append(nn.BatchNorm1d(hidden, momentum=cfg.bn_momentum))
-            layers.append(nn.LeakyReLU(0.2))
+            layers.append(nn.LeakyReLU(cfg.leaky_slope))
             width = hidden
-        layers += [nn.Linear(width, IMAGE_SIZE), nn.Tanh()]
+        layers += [nn.Linear(width, IMAGE_SIZE, bias=cfg.g_bias), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,7 +107,7 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(HeadedDiscriminator):
-    """images (B, 1, 28, 28) -> logits (B,): Linear+LeakyReLU(0.2)+Dropout stack."""
+    """images (B, 1, 28, 28) -> logits (B,): Linear+LeakyReLU+Dropout stack."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -116,7 +117,7 @@ class MLPDiscriminator(HeadedDiscriminator):
         for hidden in cfg.d_hidden:
             layers += [
                 maybe_spectral_norm(nn.Linear(width, hidden), cfg.spectral_norm),
-                nn.LeakyReLU(0.2),
+                nn.LeakyReLU(cfg.leaky_slope),
             ]
             if cfg.d_dropout > 0:
                 layers.append(Dropout(cfg.d_dropout))
@@ -156,21 +157,21 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(HeadedDiscriminator):
-    """images -> strided convs 28 -> 14 -> 7 with LeakyReLU(0.2) -> linear logit.
+    """images -> strided convs 28 -> 14 -> 7 with LeakyReLU (0.2 by default) -> linear logit.
 
     Conditional: the one-hot label enters as 10 constant 28x28 planes beside the image.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        c, sn = cfg.dcgan_channels, cfg.spectral_norm
+        c, sn, slope = cfg.dcgan_channels, cfg.spectral_norm, cfg.leaky_slope
         self.conditional = cfg.conditional
         in_channels = 1 + NUM_CLASSES * cfg.conditional
         self.net = nn.Sequential(
             maybe_spectral_norm(nn.Conv2d(in_channels, c, kernel_size=4, stride=2, padding=1), sn),
-            nn.LeakyReLU(0.2),  # (B, c, 14, 14)
+            nn.LeakyReLU(slope),  # (B, c, 14, 14)
             maybe_spectral_norm(nn.Conv2d(c, 2 * c, kernel_size=4, stride=2, padding=1), sn),
-            nn.LeakyReLU(0.2),  # (B, 2c, 7, 7)
+            nn.LeakyReLU(slope),  # (B, 2c, 7, 7)
             nn.Flatten(),
             maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
         )
@@ -210,20 +211,20 @@ def weights_init(fill: Callable[[torch.Tensor], object]) -> Callable[[nn.Module]
 glorot_init = weights_init(nn.init.xavier_uniform_)
 
 
-LEAKY_SLOPE = 0.2  # the hidden activation of every pair's D (and of the MLP G)
-
-
-def chosen_init(name: str) -> Callable[[nn.Module], None]:
-    """The init ``model.init`` names, for ``nn.Module.apply`` (not 'default')."""
+def chosen_init(name: str, leaky_slope: float = 0.2) -> Callable[[nn.Module], None]:
+    """The init ``model.init`` names, for ``nn.Module.apply`` (not 'default'); the he_* gains
+    are those of LeakyReLU(``leaky_slope``), the hidden activation of every pair's D."""
     if name == "dcgan":
         return dcgan_init
+    if name == "keras":
+        return glorot_init
     tanh_gain = nn.init.calculate_gain("tanh")  # 5/3: what Glorot's derivation assumed
     fills: dict[str, Callable[[torch.Tensor], object]] = {
         "xavier_uniform": lambda w: nn.init.xavier_uniform_(w, gain=tanh_gain),
         "xavier_normal": lambda w: nn.init.xavier_normal_(w, gain=tanh_gain),
         "he_uniform": lambda w: nn.init.kaiming_uniform_(
-            w, a=LEAKY_SLOPE, nonlinearity="leaky_relu"
+            w, a=leaky_slope, nonlinearity="leaky_relu"
         ),
-        "he_normal": lambda w: nn.init.kaiming_normal_(w, a=LEAKY_SLOPE, nonlinearity="leaky_relu"),
+        "he_normal": lambda w: nn.init.kaiming_normal_(w, a=leaky_slope, nonlinearity="leaky_relu"),
     }
     return weights_init(fills[name])

@@ -27,8 +27,10 @@ def _keras_bn(channels: int, dims: int = 2) -> nn.Module:
     return norm(channels, momentum=0.01, eps=1e-3)
 
 
-def _up(in_channels: int, out_channels: int, stride: int) -> nn.ConvTranspose2d:
-    """Conv2DTranspose(kernel 5, padding='same', use_bias=False): H -> H * stride."""
+def keras_conv_transpose(
+    in_channels: int, out_channels: int, stride: int, *, bias: bool = False
+) -> nn.ConvTranspose2d:
+    """Conv2DTranspose(kernel 5, padding='same', use_bias=bias): H -> H * stride."""
     return nn.ConvTranspose2d(
         in_channels,
         out_channels,
@@ -36,7 +38,7 @@ def _up(in_channels: int, out_channels: int, stride: int) -> nn.ConvTranspose2d:
         stride=stride,
         padding=2,
         output_padding=stride - 1,
-        bias=False,
+        bias=bias,
     )
 
 
@@ -55,13 +57,13 @@ class TFDCGANGenerator(nn.Module):
             nn.LeakyReLU(KERAS_LEAKY_SLOPE),
         )
         self.net = nn.Sequential(
-            _up(self.width, 2 * c, stride=1),
+            keras_conv_transpose(self.width, 2 * c, stride=1),
             _keras_bn(2 * c),
             nn.LeakyReLU(KERAS_LEAKY_SLOPE),  # (B, 2c, 7, 7)
-            _up(2 * c, c, stride=2),
+            keras_conv_transpose(2 * c, c, stride=2),
             _keras_bn(c),
             nn.LeakyReLU(KERAS_LEAKY_SLOPE),  # (B, c, 14, 14)
-            _up(c, 1, stride=2),
+            keras_conv_transpose(c, 1, stride=2),
             nn.Tanh(),  # (B, 1, 28, 28)
         )
 

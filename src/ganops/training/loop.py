@@ -6,7 +6,9 @@ Vocabulary used in logs and plots:
   ``d_steps``-th step also updates the generator (Goodfellow et al. 2014, Algorithm 1,
   k = ``d_steps``).
 - an *epoch* is one random permutation of the training set cut into
-  ``floor(N / batch_size)`` batches, so ``total steps = batches_per_epoch * epochs``.
+  ``floor(N / batch_size)`` batches, so ``total steps = batches_per_epoch * epochs``. With
+  ``train.batch_sampling: random`` each batch is drawn with replacement instead (the Keras
+  tutorials' loops); an epoch is then just ``floor(N / batch_size)`` such batches.
 
 Speed on small models is overhead, not arithmetic: the training set stays on the device,
 batch indices and noise are drawn there, and the host synchronises only once per log
@@ -66,7 +68,7 @@ class LoopState:
     step: int = 0  # steps completed
     epoch: int = 1  # the epoch in progress (1-based)
     batch: int = 0  # batches of this epoch completed
-    order: Tensor | None = None  # this epoch's permutation, drawn at its start
+    order: Tensor | None = None  # this epoch's permutation, drawn at its start (or None)
     rng_state: Tensor | None = None  # the loop's generator (batch order, noise)
     sums: Tensor | None = None  # statistics summed since the last log line
     iterations: int = 0
@@ -113,6 +115,20 @@ def _stop_if_diverged(bad: list[str], state: LoopState) -> None:
             f"training diverged: {', '.join(bad)} not finite at step {state.step}; the last "
             "good checkpoint is kept. Lower train.lr_g/train.lr_d or change train.loss"
         )
+
+
+def batch_indices(
+    state: LoopState, cfg: TrainConfig, num_images: int, rng: torch.Generator
+) -> Tensor:
+    """The images of the next batch (batch_size,): the next slice of this epoch's permutation,
+    or under ``train.batch_sampling: random`` indices drawn uniformly with replacement."""
+    if cfg.batch_sampling == "random":
+        return torch.randint(num_images, (cfg.batch_size,), device=rng.device, generator=rng)
+    if state.order is None:
+        state.order = torch.randperm(num_images, device=rng.device, generator=rng)
+    state.order = state.order.to(rng.device)
+    start = state.batch * cfg.batch_size
+    return state.order[start : start + cfg.batch_size]
 
 
 @dataclass
@@ -176,12 +192,8 @@ def fit(
     total_steps = per_epoch * cfg.epochs
     postfix = ""
     while state.epoch <= cfg.epochs:
-        if state.order is None:
-            state.order = torch.randperm(len(images), device=device, generator=rng)
-        state.order = state.order.to(device)
         while state.batch < per_epoch:
-            start = state.batch * cfg.batch_size
-            index = state.order[start : start + cfg.batch_size][shard]
+            index = batch_indices(state, cfg, len(images), rng)[shard]
             real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0

@@ -69,8 +69,8 @@ class GAN:
 def make_optimizer(
     params: list[nn.Parameter], cfg: TrainConfig, lr: float, device: torch.device
 ) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
+    if cfg.optimizer == "rmsprop":  # alpha is Keras' rho (0.9 there, 0.99 in torch)
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha)
     # The fused kernel updates all tensors in one pass instead of one op per tensor: on CUDA
     # one launch; on the CPU (torch >= 2.4) 6-8% faster steps (benchmarks/RESULTS.md).
     fused = device.type in ("cuda", "cpu")
@@ -199,6 +199,13 @@ def _full(logits: Tensor) -> Tensor:
     return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
 
 
+def loss_input(logits: Tensor, cfg: TrainConfig) -> Tensor:
+    """What the losses read as D's logits: the logits themselves, or with
+    ``train.sigmoid_before_bce`` the sigmoid of them, the probability the Keras MLP tutorial
+    handed to ``BinaryCrossentropy(from_logits=True)`` (a bug reproduced on purpose)."""
+    return torch.sigmoid(logits) if cfg.sigmoid_before_bce else logits
+
+
 def _clip_grad(module: nn.Module, cfg: TrainConfig) -> None:
     if cfg.grad_clip_value > 0:  # Keras' clipvalue: element-wise, before any norm clipping
         nn.utils.clip_grad_value_(module.parameters(), cfg.grad_clip_value)
@@ -210,6 +217,8 @@ def discriminator_step(
     gan: GAN, real: Tensor, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
 ) -> Tensor:
     """One D update on (real, fake); returns detached [loss_d, D(x), D(G(z))] means.
+
+    D(x) and D(G(z)) are read from D's own logits, also under ``train.sigmoid_before_bce``.
 
     ``labels`` (conditional models only) are the classes of both the real and fake batch.
     """
@@ -227,7 +236,9 @@ def discriminator_step(
         else:
             real_logits = _full(discriminator(diff_augment(real, policy), labels))
             fake_logits = _full(discriminator(diff_augment(fake, policy), labels))
-        loss = discriminator_loss(cfg.loss, real_logits, fake_logits, cfg.real_label)
+        loss = discriminator_loss(
+            cfg.loss, loss_input(real_logits, cfg), loss_input(fake_logits, cfg), cfg.real_label
+        )
     if r1_due:  # lazy: every r1_every-th step, scaled by the interval (StyleGAN2)
         weight = cfg.r1_gamma / 2 * cfg.r1_every
         loss = loss + weight * r1_penalty(real_logits, real)
@@ -291,7 +302,8 @@ def generator_step(
                 matched = _d_features(gan, augmented, labels)
                 loss = feature_matching_loss(target, matched)
             else:
-                loss = generator_loss(cfg.loss, _full(gan.discriminator(augmented, labels)))
+                logits = _full(gan.discriminator(augmented, labels))
+                loss = generator_loss(cfg.loss, loss_input(logits, cfg))
     finally:
         gan.discriminator.requires_grad_(True)
     gan.opt_g.zero_grad(set_to_none=True)
@@ -313,16 +325,23 @@ def train_iteration(
     """One iteration: a D step, then a G step (and the EMA update) if ``update_generator``.
 
     The fake batch is generated once and reused by the G step, as in the classic PyTorch
-    DCGAN loop, which saves a generator forward pass per iteration. A conditional GAN
+    DCGAN loop, which saves a generator forward pass per iteration; ``train.g_resample``
+    gives the G step its own batch from fresh noise (of the same classes), as the PyTorch
+    MLP tutorial and Keras' stacked-model loops do. A conditional GAN
     generates fakes of the real batch's classes (``labels``), so both halves of D's batch
     share one class distribution.
     ``update_ema=False`` leaves the EMA to the caller (``ganops.training.cuda_graphs``: its update reads a
     counter on the host, which a CUDA graph cannot capture).
     Returns device tensor [loss_d, loss_g (0 if no G step), D(x), D(G(z))].
     """
-    with torch.set_grad_enabled(update_generator), forward_precision(cfg, z.device):
-        fake = gan.train_modules[0](z, labels)
+    generator = gan.train_modules[0]
+    reuse = update_generator and not cfg.g_resample
+    with torch.set_grad_enabled(reuse), forward_precision(cfg, z.device):
+        fake = generator(z, labels)
     d_stats = discriminator_step(gan, real, fake, cfg, labels)
+    if update_generator and cfg.g_resample:  # the second forward pass, on new noise
+        with forward_precision(cfg, z.device):
+            fake = generator(torch.randn_like(z), labels)
     loss_g = (
         generator_step(gan, fake, cfg, labels, real=real)
         if update_generator

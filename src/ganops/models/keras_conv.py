@@ -1,0 +1,74 @@
+"""The convolutional pair of the Keras GAN-maths tutorial (issue 20, recipe 2), with its widths
+scaled by ``model.dcgan_channels`` (64 = the tutorial's 128/64).
+
+The tutorial's generator ends in a sigmoid because its images are in [0, 1]; the pipeline's
+are in [-1, 1], so the output is ``2 * sigmoid(a) - 1`` (= tanh(a / 2)). D then sees every
+image, real or generated, through the affine map x -> 2x - 1 of the tutorial's, which its
+first convolution absorbs (weights halved, bias shifted) everywhere but at the zero-padded
+border, so the pair can represent what the tutorial's can.
+Keras' defaults carried over: 'same' padding, biases on (``model.g_bias``), glorot-uniform
+kernels (``glorot_init``); no BatchNorm, no dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganops.config import ModelConfig
+from ganops.models.classic import (
+    NUM_CLASSES,
+    HeadedDiscriminator,
+    maybe_spectral_norm,
+    one_hot_labels,
+    with_labels,
+)
+from ganops.models.tf_dcgan import keras_conv_transpose
+
+
+class KerasConvGenerator(nn.Module):
+    """z -> dense 2c ReLU -> dense 7x7x2c ReLU -> ConvT 2c s1 ReLU -> ConvT c s2 ReLU ->
+    ConvT 1 s2 -> 2 * sigmoid - 1 (5x5 kernels). The tutorial names no activation after the
+    second dense layer and the hidden ConvTs; ReLU, its first layer's, is assumed."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, bias = cfg.dcgan_channels, cfg.g_bias
+        self.width, self.conditional = 2 * c, cfg.conditional
+        self.project = nn.Sequential(
+            nn.Linear(cfg.latent_dim + NUM_CLASSES * cfg.conditional, 2 * c, bias=bias),
+            nn.ReLU(),  # (B, 2c)
+            nn.Linear(2 * c, 7 * 7 * self.width, bias=bias),
+            nn.ReLU(),  # (B, 7*7*2c)
+        )
+        self.net = nn.Sequential(
+            keras_conv_transpose(self.width, 2 * c, stride=1, bias=bias),
+            nn.ReLU(),  # (B, 2c, 7, 7)
+            keras_conv_transpose(2 * c, c, stride=2, bias=bias),
+            nn.ReLU(),  # (B, c, 14, 14)
+            keras_conv_transpose(c, 1, stride=2, bias=bias),  # (B, 1, 28, 28)
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        z = with_labels(z, one_hot_labels(labels, self.conditional))
+        pre = self.net(self.project(z).view(-1, self.width, 7, 7))  # (B, 2c, 7, 7) in
+        return 2 * torch.sigmoid(pre) - 1  # the tutorial's [0, 1] sigmoid, mapped to [-1, 1]
+
+
+class KerasConvDiscriminator(HeadedDiscriminator):
+    """images -> conv c 5x5 s2 -> LeakyReLU -> conv 2c 5x5 s2 -> LeakyReLU -> dense logit
+    (``model.leaky_slope``: the tutorial's 0.2)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, sn, slope = cfg.dcgan_channels, cfg.spectral_norm, cfg.leaky_slope
+        self.conditional = cfg.conditional
+        in_channels = 1 + NUM_CLASSES * cfg.conditional
+        self.net = nn.Sequential(
+            maybe_spectral_norm(nn.Conv2d(in_channels, c, 5, stride=2, padding=2), sn),
+            nn.LeakyReLU(slope),  # (B, c, 14, 14)
+            maybe_spectral_norm(nn.Conv2d(c, 2 * c, 5, stride=2, padding=2), sn),
+            nn.LeakyReLU(slope),  # (B, 2c, 7, 7)
+            nn.Flatten(),
+            maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
+        )
