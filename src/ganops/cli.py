@@ -260,6 +260,42 @@ def sample(
     stage.run(model, out, num, seed, digit, interpolate, images_dir, device)
 
 
+@app.command()
+@user_errors
+def recipe(
+    name: Annotated[
+        str | None, typer.Argument(help="Recipe to run (a recipes/NAME.yaml); omit to list.")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Run the printed `dvc exp run` command now.")
+    ] = False,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Directory of recipe files.", file_okay=False)
+    ] = Path("recipes"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Print (or, with --apply, run) the `dvc exp run -n NAME -S key=value ...` of a recipe.
+
+    A recipe is a params overlay (recipes/NAME.yaml; docs/recipes.md): its model.* and
+    train.* keys start from config.py's defaults, not params.yaml's, and the whole is
+    validated before anything runs. Only the values that differ from PARAMS are set.
+    Without NAME, lists the recipes.
+    """
+    import shlex
+    import subprocess
+
+    from ganops import recipes
+
+    if name is None:
+        for known in recipes.recipe_names(directory):
+            print(f"{known}: {recipes.summary(directory / f'{known}.yaml')}")
+        return
+    command = recipes.dvc_command(recipes.load_recipe(name, directory, _params(params)))
+    print(shlex.join(command))
+    if apply:
+        raise typer.Exit(subprocess.run(command, check=False).returncode)
+
+
 @app.command("params")
 def params_command() -> None:
     """Print every params.yaml key with its type, default, allowed values and meaning.
