@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -161,12 +162,22 @@ def replace_dir(staging: Path, final: Path) -> None:
 
 
 def ensure_writable(*directories: Path) -> None:
-    """Create each directory and prove a file can be made there, before long work starts."""
+    """Prove each directory can take files before long work starts, without creating it: a
+    missing one is proved by its nearest existing parent taking a folder (the writes create
+    it later), so a command that fails leaves no empty folders behind."""
     for directory in directories:
+        existing = directory
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=directory):
-                pass
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(existing))
+            if existing == directory:
+                with tempfile.TemporaryFile(dir=directory):
+                    pass
+            else:
+                with tempfile.TemporaryDirectory(dir=existing):
+                    pass
         except OSError as error:
             raise output_error(directory, error) from None
 

@@ -83,6 +83,10 @@ def test_stages_out_of_order_say_what_to_run_first(tmp_path: Path, params_file: 
     assert result.returncode == 2 and "run `ganops prepare`" in result.stderr
     result = ganops("evaluate", cwd=tmp_path)
     assert result.returncode == 2 and "run `ganops train`" in result.stderr
+    result = ganops("classifier", cwd=tmp_path)
+    assert result.returncode == 2
+    # A command that failed leaves no empty output folders behind (params.yaml only).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [params_file.name]
 
 
 def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file: Path) -> None:
