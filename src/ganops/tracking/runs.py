@@ -274,7 +274,9 @@ def end_orphaned_runs(experiment_id: str, keep: str | None = None) -> list[str]:
 
     attempt("the end of runs whose process is gone", sweep)
     for run_id in ended:
-        warn(f"warning: tracking: run {run_id} was left RUNNING by a process that is gone; marked KILLED")
+        warn(
+            f"warning: tracking: run {run_id} was left RUNNING by a process that is gone; marked KILLED"
+        )
     return ended
 
 
