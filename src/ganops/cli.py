@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's layout: paragraphs rewrapped to the terminal, flags bare
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -415,7 +415,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def _check_range(key: str, value: Any, meta: types.MappingProxyType[str, Any]) -> None:
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(key, value, "one of " + ", ".join(map(str, meta["choices"])))
+        choices = tuple(map(str, meta["choices"]))
+        raise ConfigError(key, value, "one of " + ", ".join(choices), options=choices)
     bounds = [("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b)]
     bounds += [("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)]
     for name, symbol, ok in bounds:
@@ -448,6 +449,7 @@ def _build_section(name: str, raw: Any) -> Any:
             raw[unknown[0]],
             "one of the known keys: " + ", ".join(known),
             kind="unknown key",
+            options=tuple(known),
         )
     values = {}
     for key, value in raw.items():
@@ -470,7 +472,11 @@ def params_from_dict(raw: Any) -> Params:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(
-            unknown[0], "…", "one of the sections " + ", ".join(SECTIONS), kind="unknown section"
+            unknown[0],
+            "…",
+            "one of the sections " + ", ".join(SECTIONS),
+            kind="unknown section",
+            options=tuple(SECTIONS),
         )
     params = Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
     _check_together(params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 from pathlib import Path
@@ -28,13 +29,29 @@ class ConfigError(GanopsError):
 
     exit_code = 2
 
-    def __init__(self, key: str, value: Any, allowed: str, *, kind: str = "invalid value") -> None:
+    def __init__(
+        self,
+        key: str,
+        value: Any,
+        allowed: str,
+        *,
+        kind: str = "invalid value",
+        options: tuple[str, ...] = (),
+    ) -> None:
+        """``options``: the valid names, when ``value`` (or the key's last part, for an
+        unknown key) should have been one of them; the closest is suggested."""
         self.key, self.value, self.allowed, self.kind = key, value, allowed, kind
-        super().__init__(f"params: {kind} for {key}: {value!r}; expected {allowed}")
+        self.options = options
+        typed = key.rsplit(".", 1)[-1] if kind.startswith("unknown") else str(value)
+        close = difflib.get_close_matches(typed, options, n=1, cutoff=0.6) if options else []
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        super().__init__(f"params: {kind} for {key}: {value!r}; {hint}expected {allowed}")
 
     def with_note(self, note: str) -> ConfigError:
         """The same error with ``note`` appended to its one line."""
-        error = ConfigError(self.key, self.value, self.allowed, kind=self.kind)
+        error = ConfigError(
+            self.key, self.value, self.allowed, kind=self.kind, options=self.options
+        )
         error.args = (f"{self}. {note}",)
         return error
 

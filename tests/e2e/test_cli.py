@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,18 @@ def test_gate_exit_codes_pass_fail_and_bad_input(tmp_path: Path, params_file: Pa
     write_params(params_file, {**raw, "gate": {"min_classes_covered": 9}})
     absent = ganops("gate", cwd=tmp_path)  # a limit on a metric the file does not have
     assert absent.returncode == 2 and "has no classes_covered metric" in absent.stderr
+
+
+def test_help_wraps_paragraphs_to_the_terminal_and_shows_flags_bare(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ganops", "train", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "60"},
+        check=False,
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and max(map(len, lines)) <= 60
+    flag = next(line for line in lines if "--fresh" in line)
+    assert "<bool>" not in flag and flag.split()[0] == "--fresh"

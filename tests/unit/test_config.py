@@ -4,6 +4,7 @@ import dataclasses
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -211,3 +212,23 @@ def test_a_bad_value_names_what_differs_from_the_committed_params(tmp_path: Path
     path.write_text("train:\n  epochs: -1\n  seed: 42\n", encoding="utf-8")
     assert uncommitted_changes(path) == ["train.epochs 30 -> -1"]
     assert uncommitted_changes(tmp_path / "elsewhere" / "params.yaml") == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "suggestion"),
+    [
+        ({"train": {"epoch": 3}}, "did you mean 'epochs'?"),
+        ({"trian": {}}, "did you mean 'train'?"),
+        ({"train": {"loss": "hinj"}}, "did you mean 'hinge'?"),
+        ({"model": {"arch": "tf-dcgan"}}, "did you mean 'tf_dcgan'?"),
+    ],
+)
+def test_a_typo_suggests_the_close_name(raw: dict[str, Any], suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(suggestion)):
+        params_from_dict(raw)
+
+
+def test_nothing_close_suggests_nothing() -> None:
+    with pytest.raises(ConfigError) as caught:
+        params_from_dict({"train": {"xyz": 1}})
+    assert "did you mean" not in str(caught.value)
