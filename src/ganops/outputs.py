@@ -29,6 +29,7 @@ CHECKPOINT = "checkpoint.pt"
 LOSSES = "losses.csv"
 QUALITY = "quality.csv"
 SAMPLES = "samples.png"
+CURVES = "curves.png"  # losses.csv and quality.csv drawn (opens offline)
 RUN_REFERENCE = "mlflow_run.json"  # the MLflow run evaluate logs to (ganops.run_reference)
 
 # evaluate: OUT/

@@ -28,6 +28,7 @@ from ganops.files import ensure_writable, remove_stale_temps, write_text
 from ganops.images import grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
 from ganops.models.sampling import sample_images
+from ganops.plots import training_curves_png
 from ganops.stages.common import resolve_device
 from ganops.tracking.logger import training_logger
 from ganops.tracking.runs import log_training_outputs
@@ -158,11 +159,13 @@ def _write_outputs(
     run_reference.write(out_dir, run_ref, [path for path in generators if path.is_file()])
     write_text(_csv(result.state.history, STAT_NAMES), out_dir / outputs.LOSSES)
     write_text(_csv(result.state.quality, QUALITY_NAMES), out_dir / outputs.QUALITY)
+    training_curves_png(result.state.history, result.state.quality, out_dir / outputs.CURVES)
     grid = sample_images(sampler, *fixed_inputs(params, next(sampler.parameters()).device))
     save_png(grid_array(grid), out_dir / outputs.SAMPLES)
     if run_ref:  # the generator evaluate scores (and gate --promote promotes): last or best
         scored = scored_generator(models_dir, params.evaluate.generator)
-        files = [out_dir / name for name in (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES)]
+        names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
+        files = [out_dir / name for name in names]
         log_training_outputs(
             files, seconds, lambda: sampler if scored == last else load_generator(scored)[0], params
         )

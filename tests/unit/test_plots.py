@@ -1,0 +1,38 @@
+"""outputs/train/curves.png: the DVC plots' data as a PNG that opens offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ganops.plots import training_curves_png
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_curves_png_draws_every_panel(tmp_path: Path) -> None:
+    losses = [
+        {
+            "step": s,
+            "epoch": 1,
+            "loss_d": 1.0,
+            "loss_g": 0.5 + s / 100,
+            "d_real": 0.6,
+            "d_fake": 0.4,
+        }
+        for s in range(0, 100, 10)
+    ]
+    quality = [{"step": 50 * e, "epoch": e, "fcd": 10.0 / e, "class_kl": 0.1} for e in (1, 2)]
+    empty, full = tmp_path / "empty.png", tmp_path / "full.png"
+    training_curves_png(losses, [], empty)
+    training_curves_png(losses, quality, full)
+    assert _pixels(full).shape == (700, 1100, 3)  # 11 x 7 inches at 100 dpi
+    # The quality panels (lower half) hold curves only when there was quality data.
+    lower_full, lower_empty = _pixels(full)[350:], _pixels(empty)[350:]
+    assert (lower_full != lower_empty).any()
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
