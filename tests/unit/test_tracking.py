@@ -80,3 +80,14 @@ def test_runs_whose_process_is_gone_are_ended_as_killed(tmp_path: Path) -> None:
     assert end_orphaned_runs(experiment, keep=resumed) == [dead]
     status = {run: client.get_run(run).info.status for run in (dead, alive, resumed, elsewhere)}
     assert status == {dead: "KILLED", alive: "RUNNING", resumed: "RUNNING", elsewhere: "RUNNING"}
+
+
+def test_opening_a_run_prints_no_mlflow_info_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from ganops.tracking.runs import training_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/fresh.db")  # new tables
+    with training_run(Params(), tmp_path, {}) as run:
+        assert run["run_id"]
+    assert " INFO " not in capfd.readouterr().err

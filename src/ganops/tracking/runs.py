@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 import socket
 import subprocess
@@ -181,6 +182,11 @@ def training_run(
     _quick_http()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
+    # MLflow's INFO lines here ("Creating initial MLflow database tables", "Skip logging GPU
+    # metrics", "Started monitoring system metrics") say nothing a user can act on; its
+    # warnings and errors still show.
+    for name in ("mlflow.store.db.utils", "mlflow.system_metrics", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         experiment_id = _experiment_id(params.tracking.experiment, uri, root)
         end_orphaned_runs(experiment_id, keep=run_id)
