@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from ganops import outputs
 from ganops.classifier import Classifier, accuracy, save_classifier, train_classifier
 from ganops.config import ClassifierConfig
-from ganops.data import load_prepared
+from ganops.data import load_prepared, read_meta
 from ganops.files import ensure_writable, write_json
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device
@@ -19,9 +19,9 @@ def run(cfg: ClassifierConfig, data_dir: Path, out_dir: Path) -> float:
     """Write ``out_dir/classifier.pt`` and ``out_dir/metrics.json`` (test accuracy)."""
     device = resolve_device(cfg.device, "classifier.device")
     ensure_writable(out_dir)
-    images, labels = load_prepared(data_dir / "train.pt")
-    test_images, test_labels = load_prepared(data_dir / "test.pt")
-    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    meta = read_meta(data_dir)
+    images, labels = load_prepared(data_dir / outputs.TRAIN_IMAGES)
+    test_images, test_labels = load_prepared(data_dir / outputs.TEST_IMAGES)
     torch.manual_seed(cfg.seed)  # weight init
     model = Classifier().to(device)
     steps = -(-len(images) // cfg.batch_size) * cfg.epochs
@@ -39,13 +39,13 @@ def run(cfg: ClassifierConfig, data_dir: Path, out_dir: Path) -> float:
     test_accuracy = accuracy(model, test_images, test_labels)
     save_classifier(
         model,
-        out_dir / "classifier.pt",
+        out_dir / outputs.CLASSIFIER,
         dataset_sha256=str(meta["dataset_sha256"]),
         accuracy=test_accuracy,
     )
     write_json(
         {"test_accuracy": test_accuracy, "test_images": len(test_images)},
-        out_dir / "metrics.json",
+        out_dir / outputs.CLASSIFIER_METRICS,
     )
     print(f"classifier test accuracy {test_accuracy:.2%} on {len(test_images)} test images")
     return test_accuracy
