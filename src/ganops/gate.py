@@ -58,7 +58,16 @@ def load_metrics(path: Path) -> dict[str, float]:
 
 
 def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
-    """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``)."""
+    """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``).
+
+    ``revision`` is never read as a git option: one starting with '-' (``--output=FILE``
+    would make ``git show`` write a file) or holding control characters is refused.
+    """
+    if not revision or revision.startswith("-") or not revision.isprintable():
+        raise DataError(
+            f"--baseline {revision!r} is not a git revision; give a branch, tag or commit "
+            "such as main or HEAD~1"
+        )
     top = subprocess.run(
         ["git", "rev-parse", "--show-toplevel"],
         cwd=repo,
@@ -73,7 +82,7 @@ def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
     except ValueError:
         raise DataError(f"{path} is outside the git repository {top.stdout.strip()}") from None
     result = subprocess.run(
-        ["git", "show", f"{revision}:{relative}"],
+        ["git", "show", "--end-of-options", f"{revision}:{relative}"],
         cwd=repo,
         capture_output=True,
         text=True,
