@@ -7,6 +7,7 @@ Each command reads ``params.yaml``, calls its stage module and turns user errors
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import typer
 from ganops import __version__
 from ganops.config import Params, load_params, uncommitted_changes
 from ganops.errors import WRITE_ERRNOS, ConfigError, GanopsError, output_error
+from ganops.locks import exclusive
 
 app = typer.Typer(
     help="GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate.",
@@ -100,7 +102,9 @@ def download(
     """
     from ganops.stages import download as stage
 
-    stage.run(_params(params).data, out)
+    config = _params(params).data
+    with exclusive(out, command="download"):
+        stage.run(config, out)
 
 
 @app.command()
@@ -119,7 +123,9 @@ def prepare(
     """
     from ganops.stages import prepare as stage
 
-    stage.run(_params(params).data, raw, out)
+    config = _params(params).data
+    with exclusive(out, command="prepare"):
+        stage.run(config, raw, out)
 
 
 @app.command()
@@ -138,7 +144,9 @@ def classifier(
     """
     from ganops.stages import classifier as stage
 
-    stage.run(_params(params).classifier, data, out)
+    config = _params(params).classifier
+    with exclusive(out, command="classifier"):
+        stage.run(config, data, out)
 
 
 @app.command()
@@ -175,7 +183,10 @@ def train(
     """
     from ganops.stages import train as stage
 
-    stage.run(_params(params), data, models, out, fresh=fresh, classifier=classifier)
+    config = _params(params)
+    main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
+    with exclusive(models, out, command="train", enabled=main):
+        stage.run(config, data, models, out, fresh=fresh, classifier=classifier)
 
 
 @app.command()
@@ -213,16 +224,11 @@ def evaluate(
     """
     from ganops.stages import evaluate as stage
 
-    stage.run(
-        _params(params),
-        data,
-        models,
-        train_out,
-        out,
-        cache,
-        classifier_path=classifier,
-        floor=floor,
-    )
+    config = _params(params)
+    with exclusive(out, command="evaluate"):
+        stage.run(
+            config, data, models, train_out, out, cache, classifier_path=classifier, floor=floor
+        )
 
 
 @app.command()
