@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import io
@@ -203,6 +204,15 @@ def write_json(obj: Any, final: Path) -> None:
     """Write pretty JSON to ``final`` atomically."""
     with atomic_path(final) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_csv(rows: list[dict[str, Any]], columns: list[str], final: Path) -> None:
+    """Write ``rows`` as CSV with a header of ``columns``, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(buffer.getvalue(), final)
 
 
 def write_text(text: str, final: Path) -> None:

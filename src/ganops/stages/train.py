@@ -7,12 +7,11 @@ SIGTERM; an interrupted run is resumed by running the stage again with the same 
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from ganops import outputs, run_reference
 from ganops.checkpoints import (
@@ -24,7 +23,7 @@ from ganops.checkpoints import (
     scored_generator,
 )
 from ganops.config import Params
-from ganops.files import ensure_writable, remove_stale_temps, write_text
+from ganops.files import ensure_writable, remove_stale_temps, write_csv
 from ganops.images import grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
 from ganops.models.sampling import sample_images
@@ -69,17 +68,7 @@ def run(
         print(f"warning: {slow}", file=sys.stderr)
     data = TrainData.load(data_dir)
     checkpoint_path = models_dir / outputs.CHECKPOINT
-    if main:
-        remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
-    resume = None if fresh else load_resumable(checkpoint_path, params, data.data_id)
-    if main:  # the old run's reference must not outlive it (ganops.run_reference)
-        run_reference.clear(out_dir)
-        if resume is None:  # a new run: the old run's best is not this run's
-            (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
-        else:
-            print(
-                f"resuming the interrupted run from step {resume['loop']['step']} ({checkpoint_path})"
-            )
+    resume = _resume(params, data, models_dir, out_dir, fresh=fresh, main=main)
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
@@ -135,12 +124,23 @@ def run(
     return result.state
 
 
-def _csv(rows: list[dict[str, float]], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["step", "epoch", *columns], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+def _resume(
+    params: Params, data: TrainData, models_dir: Path, out_dir: Path, *, fresh: bool, main: bool
+) -> dict[str, Any] | None:
+    """The interrupted run's checkpoint to continue (None: a new run), after clearing what
+    must not outlive the previous run: its reference, and for a new run its best generator."""
+    checkpoint_path = models_dir / outputs.CHECKPOINT
+    if main:
+        remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
+    resume = None if fresh else load_resumable(checkpoint_path, params, data.data_id)
+    if main:  # the old run's reference must not outlive it (ganops.run_reference)
+        run_reference.clear(out_dir)
+        if resume is None:
+            (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
+        else:
+            step = resume["loop"]["step"]
+            print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
+    return resume
 
 
 def _write_outputs(
@@ -157,8 +157,8 @@ def _write_outputs(
     # beside the new generator.
     generators = [last, models_dir / outputs.BEST_GENERATOR]
     run_reference.write(out_dir, run_ref, [path for path in generators if path.is_file()])
-    write_text(_csv(result.state.history, STAT_NAMES), out_dir / outputs.LOSSES)
-    write_text(_csv(result.state.quality, QUALITY_NAMES), out_dir / outputs.QUALITY)
+    write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], out_dir / outputs.LOSSES)
+    write_csv(result.state.quality, ["step", "epoch", *QUALITY_NAMES], out_dir / outputs.QUALITY)
     training_curves_png(result.state.history, result.state.quality, out_dir / outputs.CURVES)
     grid = sample_images(sampler, *fixed_inputs(params, next(sampler.parameters()).device))
     save_png(grid_array(grid), out_dir / outputs.SAMPLES)
