@@ -72,7 +72,7 @@ def make_optimizer(
     if cfg.optimizer == "rmsprop":  # alpha is Keras' rho (0.9 there, 0.99 in torch)
         return torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha)
     # The fused kernel updates all tensors in one pass instead of one op per tensor: on CUDA
-    # one launch; on the CPU (torch >= 2.4) 6-8% faster steps (benchmarks/RESULTS.md).
+    # one launch; on the CPU (torch >= 2.4) faster steps too (figures: benchmarks/RESULTS.md).
     fused = device.type in ("cuda", "cpu")
     return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
