@@ -33,6 +33,7 @@ class Progress:
             else None
         )
         self._start = self._last = time.monotonic()
+        self._printed: int | None = None  # the count of the last line printed
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
         self.count += n
@@ -46,7 +47,7 @@ class Progress:
             self._print_line()
 
     def _print_line(self) -> None:
-        self._last = time.monotonic()
+        self._last, self._printed = time.monotonic(), self.count
         elapsed = self._last - self._start
         rate = (self.count - self.initial) / elapsed if elapsed > 0 else 0.0
         # An unknown total (a download without a size) shows the count alone, never "/0".
@@ -64,6 +65,8 @@ class Progress:
     def close(self, failed: bool = False) -> None:
         if self._bar is not None:
             self._bar.close()
+        elif self._printed == self.count:  # the last line already says where it ended
+            return
         elif not failed or self.count > self.initial:  # no "0/0 B" line before an error
             self._print_line()
 
