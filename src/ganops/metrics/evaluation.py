@@ -4,6 +4,7 @@ features, never all the images; a batch with NaN or inf pixels stops it at once.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ def score_images(
             cache_key=cache_key,
             progress=bar.update,
         )
+    n = len(real_features)
+    print(f"FID, KID and precision/recall of {n} vs {n} features", file=sys.stderr, flush=True)
     scores = Scores(inception_metrics(fake_features, real_features, seed=cfg.seed))
     if classifier is not None and train_labels is not None:
         share = real_class_share(train_labels, classifier.num_classes)
