@@ -45,9 +45,12 @@ def _held_elsewhere(directory: Path, tmp_path: Path) -> Iterator[subprocess.Pope
 def test_a_second_writer_fails_at_once_naming_the_first(tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     with _held_elsewhere(out, tmp_path) as holder:
-        with pytest.raises(
-            OutputError, match=rf"another ganops command \(ganops train, pid {holder.pid}\)"
-        ), exclusive(out, command="evaluate"):
+        with (
+            pytest.raises(
+                OutputError, match=rf"another ganops command \(ganops train, pid {holder.pid}\)"
+            ),
+            exclusive(out, command="evaluate"),
+        ):
             pass
         with exclusive(tmp_path / "elsewhere", command="evaluate"):  # other folders are free
             pass
