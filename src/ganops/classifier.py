@@ -16,25 +16,30 @@ from ganops.errors import CheckpointError
 from ganops.files import save_torch
 from ganops.models import NUM_CLASSES
 
-CLASSIFIER_FORMAT = "ganops-classifier/1"
+CLASSIFIER_FORMAT = "ganops-classifier/2"  # 2: pooling before BatchNorm (see Classifier)
 FEATURE_DIM = 128
 
 
 class Classifier(nn.Module):
-    """Two conv blocks and a 128-d feature layer: 99% MNIST test accuracy in 3 epochs."""
+    """Two conv blocks and a 128-d feature layer: over 99% MNIST test accuracy in 3 epochs.
+
+    Each block pools before its BatchNorm and ReLU, so those run on a quarter of the values
+    (max-pooling commutes with ReLU, not with BatchNorm: a different net from version 1's
+    conv-BN-ReLU-pool, hence the new file format); on a CPU that is most of a step's time.
+    """
 
     def __init__(self, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=3, padding=1),
+            nn.Conv2d(1, 32, kernel_size=3, padding=1),  # (B, 32, 28, 28)
+            nn.MaxPool2d(2),  # (B, 32, 14, 14)
             nn.BatchNorm2d(32),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # (B, 32, 14, 14)
-            nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1),  # (B, 64, 14, 14)
+            nn.MaxPool2d(2),  # (B, 64, 7, 7)
             nn.BatchNorm2d(64),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # (B, 64, 7, 7)
             nn.Flatten(),
             nn.Linear(64 * 7 * 7, FEATURE_DIM),
             nn.ReLU(),  # (B, 128): the features of the Fréchet classifier distance
@@ -64,21 +69,28 @@ def train_classifier(
     batch_size: int,
     lr: float,
     seed: int,
+    bf16: bool = False,
     on_batch: Callable[[float], None] = lambda loss: None,
 ) -> Classifier:
     """Adam with cosine decay on cross-entropy over ``images`` (already on the model's
-    device), shuffled by ``seed``."""
-    generator = torch.Generator(device=images.device).manual_seed(seed)
+    device), shuffled by ``seed``; ``bf16``: forward passes under bf16 autocast (weights,
+    optimizer and loss stay float32)."""
+    device = images.device
+    # channels_last: oneDNN's (and cuDNN's) fast convolution layout, kept from batch to batch.
+    model.to(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=torch.channels_last)
+    generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     # Cosine decay to 0 over the run: the last epoch settles in (98.4% -> 99%+ on MNIST).
     steps = -(-len(images) // batch_size) * epochs
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(len(images), device=images.device, generator=generator)
+        order = torch.randperm(len(images), device=device, generator=generator)
         for index in order.split(batch_size):
-            logits, _ = model(images[index])
-            loss = nn.functional.cross_entropy(logits, labels[index])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits, _ = model(images[index])
+            loss = nn.functional.cross_entropy(logits.float(), labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -122,16 +134,20 @@ def save_classifier(model: Classifier, path: Path, *, dataset_sha256: str, accur
 
 def load_classifier(path: Path) -> tuple[Classifier, dict[str, object]]:
     """The classifier saved by ``save_classifier`` in eval mode on the CPU, and its metadata."""
-    blob = read_model_file(
-        path, CLASSIFIER_FORMAT, "run `ganops classifier` (or `dvc repro classifier`) first"
-    )
+    rebuild = "run `ganops classifier` (or `dvc repro classifier`)"
+    try:
+        blob = read_model_file(path, CLASSIFIER_FORMAT, f"{rebuild} first")
+    except CheckpointError as error:
+        if CLASSIFIER_FORMAT in str(error):  # another file, or one from an older ganops
+            raise CheckpointError(f"{error}; {rebuild} to write a current one") from None
+        raise
     model = Classifier(num_classes=int(blob.get("num_classes", NUM_CLASSES)))
     try:
         model.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(
-            f"{path}: classifier weights do not fit ({first}); run `ganops classifier` again"
+            f"{path}: classifier weights do not fit ({first}); {rebuild} again"
         ) from None
     meta = {k: v for k, v in blob.items() if k not in ("state_dict", "format")}
     return model.eval(), meta

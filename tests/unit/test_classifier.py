@@ -20,6 +20,7 @@ from ganops.classifier import (
 from ganops.config import params_from_dict
 from ganops.data import load_split
 from ganops.errors import CheckpointError
+from ganops.files import save_torch
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models
 
@@ -76,6 +77,27 @@ def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
         load_classifier(tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match="run `ganops classifier`"):
         load_classifier(tmp_path / "missing.pt")
+
+
+def test_a_classifier_from_an_older_ganops_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Version 1 was conv-BN-ReLU-pool; its weights would load into today's net (same shapes)
+    and give other features, so the format names the version and the old one is refused."""
+    path = tmp_path / "classifier.pt"
+    save_torch({"format": "ganops-classifier/1", "state_dict": Classifier().state_dict()}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_classifier(path)
+    message = str(caught.value)
+    assert "\n" not in message and "'ganops-classifier/1'" in message
+    assert "run `ganops classifier` (or `dvc repro classifier`) to write a current one" in message
+
+
+def test_bf16_training_learns_and_leaves_float32_weights(digits: tuple[Tensor, ...]) -> None:
+    torch.manual_seed(0)
+    model = train_classifier(
+        Classifier(), digits[0], digits[1], epochs=2, batch_size=64, lr=1e-3, seed=0, bf16=True
+    )
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert accuracy(model, digits[2], digits[3]) > 0.8  # chance is 0.1
 
 
 def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng(
