@@ -6,6 +6,7 @@ import http.server
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -114,9 +115,11 @@ def answering_server() -> Iterator[str]:
     server.shutdown()
 
 
-def test_a_server_that_answers_at_all_counts_as_reachable(answering_server: str) -> None:
+def test_a_server_that_answers_at_all_counts_as_reachable(
+    answering_server: str, tmp_path: Path
+) -> None:
     check_reachable(answering_server)  # 401 from a proxy: the server is there
-    check_reachable("sqlite:///nowhere/mlflow.db")  # not a server: nothing to probe
+    check_reachable(f"sqlite:///{tmp_path}/mlflow.db")  # a file store: no server to probe
 
 
 def test_nothing_listening_is_a_clear_error_naming_the_uri_and_the_way_out() -> None:
