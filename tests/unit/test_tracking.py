@@ -8,6 +8,14 @@ from ganops.config import Params, TrackingConfig, params_from_dict
 from ganops.tracking.runs import describe_changes, repo_root, tracking_uri
 
 
+@pytest.fixture(autouse=True)
+def restore_mlflow_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.set_tracking_uri (here and inside training_run) sets a process-wide value that
+    outranks $MLFLOW_TRACKING_URI: put it back after each test, or later tests in the same
+    process read another store."""
+    monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
+
+
 def test_description_lists_exactly_the_changed_keys() -> None:
     assert describe_changes(Params()) == "Changed from defaults: nothing"
     params = params_from_dict({"train": {"loss": "hinge", "epochs": 3}})
