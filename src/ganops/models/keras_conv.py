@@ -19,11 +19,10 @@ from ganops.config import ModelConfig
 from ganops.models.classic import (
     NUM_CLASSES,
     HeadedDiscriminator,
-    maybe_spectral_norm,
     one_hot_labels,
     with_labels,
 )
-from ganops.models.tf_dcgan import keras_conv_transpose
+from ganops.models.tf_dcgan import keras_conv_transpose, keras_discriminator_net
 
 
 class KerasConvGenerator(nn.Module):
@@ -61,14 +60,5 @@ class KerasConvDiscriminator(HeadedDiscriminator):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        c, sn, slope = cfg.dcgan_channels, cfg.spectral_norm, cfg.leaky_slope
         self.conditional = cfg.conditional
-        in_channels = 1 + NUM_CLASSES * cfg.conditional
-        self.net = nn.Sequential(
-            maybe_spectral_norm(nn.Conv2d(in_channels, c, 5, stride=2, padding=2), sn),
-            nn.LeakyReLU(slope),  # (B, c, 14, 14)
-            maybe_spectral_norm(nn.Conv2d(c, 2 * c, 5, stride=2, padding=2), sn),
-            nn.LeakyReLU(slope),  # (B, 2c, 7, 7)
-            nn.Flatten(),
-            maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
-        )
+        self.net = keras_discriminator_net(cfg, slope=cfg.leaky_slope, dropout=None)

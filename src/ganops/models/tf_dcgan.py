@@ -78,16 +78,26 @@ class TFDCGANDiscriminator(HeadedDiscriminator):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        c, sn, p = cfg.dcgan_channels, cfg.spectral_norm, cfg.d_dropout
         self.conditional = cfg.conditional
-        in_channels = 1 + NUM_CLASSES * cfg.conditional
-        self.net = nn.Sequential(
-            maybe_spectral_norm(nn.Conv2d(in_channels, c, 5, stride=2, padding=2), sn),
-            nn.LeakyReLU(KERAS_LEAKY_SLOPE),
-            nn.Dropout(p),  # (B, c, 14, 14)
-            maybe_spectral_norm(nn.Conv2d(c, 2 * c, 5, stride=2, padding=2), sn),
-            nn.LeakyReLU(KERAS_LEAKY_SLOPE),
-            nn.Dropout(p),  # (B, 2c, 7, 7)
-            nn.Flatten(),
-            maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
-        )
+        self.net = keras_discriminator_net(cfg, slope=KERAS_LEAKY_SLOPE, dropout=cfg.d_dropout)
+
+
+def keras_discriminator_net(
+    cfg: ModelConfig, *, slope: float, dropout: float | None
+) -> nn.Sequential:
+    """The Keras tutorials' discriminator: conv c 5x5 s2 -> LeakyReLU(slope) [-> Dropout] ->
+    conv 2c 5x5 s2 -> LeakyReLU [-> Dropout] -> dense logit, 'same' padding; ``dropout``
+    None: no Dropout layers at all (the GAN-maths tutorial's), else the TF DCGAN tutorial's."""
+    c, sn = cfg.dcgan_channels, cfg.spectral_norm
+    in_channels = 1 + NUM_CLASSES * cfg.conditional
+
+    def block(conv: nn.Conv2d) -> list[nn.Module]:
+        extra = [] if dropout is None else [nn.Dropout(dropout)]
+        return [maybe_spectral_norm(conv, sn), nn.LeakyReLU(slope), *extra]
+
+    return nn.Sequential(
+        *block(nn.Conv2d(in_channels, c, 5, stride=2, padding=2)),  # (B, c, 14, 14)
+        *block(nn.Conv2d(c, 2 * c, 5, stride=2, padding=2)),  # (B, 2c, 7, 7)
+        nn.Flatten(),
+        maybe_spectral_norm(nn.Linear(2 * c * 7 * 7, 1), sn),
+    )
