@@ -25,17 +25,6 @@ FEATURE_DIM = 2048
 _CACHE_FORMAT = "ganops-real-features-v3"
 
 
-class Precomputed(nn.Module):
-    """An identity "feature extractor": torchmetrics' FID and KID take features extracted once."""
-
-    def __init__(self, num_features: int = FEATURE_DIM) -> None:
-        super().__init__()
-        self.num_features = num_features  # FrechetInceptionDistance reads it to size its state
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features
-
-
 def to_inception_input(images: Tensor) -> Tensor:
     """Images in [-1, 1], (B, 1|3, H, W) -> uint8 (B, 3, H, W), the pixels a saved PNG would hold."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
