@@ -18,7 +18,7 @@ from ganops.classifier import load_classifier
 from ganops.config import Params
 from ganops.data import load_prepared
 from ganops.errors import DataError
-from ganops.files import ensure_writable, remove_stale_temps, write_json, write_text
+from ganops.files import ensure_writable, write_json, write_text
 from ganops.metrics.evaluation import score_images
 from ganops.models.sampling import generated_batches
 from ganops.stages.common import resolve_device
@@ -43,7 +43,6 @@ def run(
     cfg, n = params.evaluate, params.evaluate.num_samples
     device = resolve_device(cfg.device, "evaluate.device")
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
-    remove_stale_temps(cache_dir)  # a conversion or cache write cut short by kill -9
     generator_path = scored_generator(models_dir, cfg.generator)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
