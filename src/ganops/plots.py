@@ -26,6 +26,7 @@ def training_curves_png(
 
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = {"losses": losses, "quality": quality}
     figure, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
@@ -47,6 +48,8 @@ def training_curves_png(
                 continue
             for y in ys:
                 axis.plot([row[x] for row in points], [row[y] for row in points], label=y)
+            if x == "epoch":  # no "epoch 2.5" ticks between whole epochs
+                axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.legend(fontsize=8)
             axis.grid(alpha=0.3)
         buffer = io.BytesIO()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ganops.plots import training_curves_png
@@ -36,3 +38,20 @@ def test_curves_png_draws_every_panel(tmp_path: Path) -> None:
     lower_full, lower_empty = _pixels(full)[350:], _pixels(empty)[350:]
     assert (lower_full != lower_empty).any()
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left over
+
+
+def test_per_epoch_panels_tick_whole_epochs_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib import pyplot as plt
+
+    figures: list[Any] = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: (figures.append(figure), close(figure)))
+    quality = [{"step": 50 * e, "epoch": e, "fcd": 10.0 / e, "class_kl": 0.1} for e in (1, 2, 3)]
+    training_curves_png([], quality, tmp_path / "curves.png")
+    epoch_axes = [axis for axis in figures[0].axes if axis.get_xlabel() == "epoch"]
+    assert len(epoch_axes) == 2
+    for axis in epoch_axes:
+        ticks = axis.get_xticks()
+        assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks)
