@@ -258,6 +258,13 @@ class EvaluateConfig:
     device: str = _spec(
         "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
     )
+    precision: str = _spec(
+        "fp32",
+        "Inception's forward passes in 'fp32' (the classic FID), or 'bf16' under autocast: "
+        "faster on CPUs with AVX512-BF16/AMX and on GPUs; FID moves by the amount "
+        "benchmarks/RESULTS.md gives, so compare figures of one precision only.",
+        choices=("fp32", "bf16"),
+    )
     seed: int = _spec(1234, "Seed for the generated samples and the real-image subset.", ge=0)
     inception_weights: str = _spec(
         "",

@@ -290,6 +290,25 @@ def test_cached_real_features_skip_real_extraction(
     torch.testing.assert_close(second, first)
 
 
+def test_bf16_features_are_close_to_fp32_and_never_share_their_cache(
+    weights: Path, mnist: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evaluate.precision: bf16`` runs Inception under autocast: other (close) features,
+    so its real features must not be read from the fp32 entry, nor the reverse."""
+    cache = tmp_path / "real.pt"
+    options: dict[str, Any] = {"cache": cache, "cache_key": "mnist:4"}
+    fake32, real32 = features(mnist[4:8], mnist[:4], weights, **options)
+    extracted = count_extracted_images(monkeypatch)
+    fake16, real16 = features(mnist[4:8], mnist[:4], weights, bf16=True, **options)
+    assert sum(extracted) == 8  # the fp32 entry was not taken for bf16 real features
+    assert not torch.equal(real16, real32)  # bf16 really ran
+    for bf16, fp32 in ((fake16, fake32), (real16, real32)):
+        relative = (bf16 - fp32).norm(dim=1) / fp32.norm(dim=1)
+        assert float(relative.max()) < 0.05
+    again = features(mnist[4:8], mnist[:4], weights, **options)[1]
+    assert sum(extracted) == 16 and torch.equal(again, real32)  # nor the reverse
+
+
 @pytest.mark.parametrize("stale", ["other key", "corrupt file"])
 def test_stale_or_corrupt_cache_is_recomputed(
     stale: str, weights: Path, mnist: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -242,20 +242,19 @@ def test_precision_sets_the_forward_passes_dtype_and_keeps_fp32_weights(
     assert any(not torch.equal(before[k], v) for k, v in generator.state_dict().items())
 
 
-def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ganops.training.step
+@pytest.mark.parametrize("key", ["train.precision", "evaluate.precision"])
+def test_bf16_without_native_support_warns_with_the_fix(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ganops.devices
 
-    monkeypatch.setattr(ganops.training.step, "native_bf16", lambda device: False)
-    warning = ganops.training.step.precision_warning(
-        TrainConfig(precision="bf16"), torch.device("cpu")
-    )
-    assert warning is not None and "train.precision" in warning and "'fp32'" in warning
-    assert ganops.training.step.precision_warning(TrainConfig(), torch.device("cpu")) is None
-    monkeypatch.setattr(ganops.training.step, "native_bf16", lambda device: True)
-    assert (
-        ganops.training.step.precision_warning(TrainConfig(precision="bf16"), torch.device("cpu"))
-        is None
-    )
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(ganops.devices, "native_bf16", lambda device: False)
+    warning = ganops.devices.precision_warning(key, "bf16", cpu)
+    assert warning is not None and key in warning and "'fp32'" in warning
+    assert ganops.devices.precision_warning(key, "fp32", cpu) is None
+    monkeypatch.setattr(ganops.devices, "native_bf16", lambda device: True)
+    assert ganops.devices.precision_warning(key, "bf16", cpu) is None
 
 
 @pytest.mark.parametrize(
@@ -270,10 +269,10 @@ def test_bf16_without_native_support_warns_with_the_fix(monkeypatch: pytest.Monk
 def test_native_bf16_reads_the_cpu_flags(
     flags: set[str] | None, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ganops.training.step
+    import ganops.devices
 
-    monkeypatch.setattr(ganops.training.step, "_cpu_flags", lambda: flags)
-    assert ganops.training.step.native_bf16(torch.device("cpu")) is native
+    monkeypatch.setattr(ganops.devices, "_cpu_flags", lambda: flags)
+    assert ganops.devices.native_bf16(torch.device("cpu")) is native
 
 
 def test_ema_warmup_ramps_the_decay_up() -> None:

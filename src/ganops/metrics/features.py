@@ -7,6 +7,7 @@ uses, so the features are the classic FID features. Real-image features are cach
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import pickle
@@ -84,14 +85,17 @@ def extract_features(
     chunk: int,
     device: torch.device,
     limit: int,
+    bf16: bool = False,
     report: Callable[[int], None] = lambda n: None,
 ) -> Tensor:
-    """Features (N, 2048) float32 on the CPU of images in [-1, 1], at most ``chunk`` per pass.
+    """Features (N, 2048) float32 on the CPU of images in [-1, 1], at most ``chunk`` per pass;
+    ``bf16``: Inception under bf16 autocast (``evaluate.precision``).
 
     More than ``limit`` images is a ValueError, raised before Inception time is spent on them.
     """
     parts, count = [], 0
-    with torch.inference_mode():
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), autocast:
         for batch in batches:
             for part in batch.split(chunk):
                 count += len(part)
@@ -163,29 +167,31 @@ def real_and_fake_features(
     weights: Path | None,
     cache: Path | None,
     cache_key: str,
+    bf16: bool = False,
     progress: Callable[[int], None] = lambda n: None,
 ) -> tuple[Tensor, Tensor]:
     """Inception features of the generated and the real images (both in [-1, 1], (B, 1, H, W)).
 
     The generated images must number exactly ``len(real_images)``. Real features are read from
     ``cache`` when it was written for ``cache_key`` (the caller folds the dataset, sample count
-    and weights into it), else extracted and cached there. ``progress`` gets each batch's size;
+    and weights into it), else extracted and cached there. ``bf16``: Inception under bf16
+    autocast, for both sets (a separate cache entry). ``progress`` gets each batch's size;
     cached real images are reported in one call, so the total is always ``2 * len(real_images)``.
     """
     num_real = len(real_images)
     network = build_inception(weights, device)
+    cache_key += ":bf16" if bf16 else ""
+    extract = functools.partial(
+        extract_features, network, chunk=batch_size, device=device, limit=num_real, bf16=bf16
+    )
     real = load_real_features(cache, cache_key, num_real) if cache is not None else None
     if real is not None:
         progress(num_real)
     else:
-        real = extract_features(
-            network, [real_images], chunk=batch_size, device=device, limit=num_real, report=progress
-        )
+        real = extract([real_images], report=progress)
         if cache is not None:
             save_real_features(cache, cache_key, real)
-    fake = extract_features(
-        network, fake_batches, chunk=batch_size, device=device, limit=num_real, report=progress
-    )
+    fake = extract(fake_batches, report=progress)
     if len(fake) != num_real:
         raise ValueError(f"got {len(fake)} generated images for {num_real} real ones")
     return fake, real

@@ -8,6 +8,7 @@ precision/recall; the class-metrics classifier gives the class report and ``fcd_
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from torch import Tensor
@@ -17,6 +18,7 @@ from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import Params
 from ganops.data import load_prepared
+from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
 from ganops.metrics.evaluation import score_images
@@ -42,6 +44,8 @@ def run(
     """
     cfg, n = params.evaluate, params.evaluate.num_samples
     device = resolve_device(cfg.device, "evaluate.device")
+    if slow := precision_warning("evaluate.precision", cfg.precision, device):
+        print(f"warning: {slow}", file=sys.stderr)
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator_path = scored_generator(models_dir, cfg.generator)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)

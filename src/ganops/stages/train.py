@@ -23,6 +23,7 @@ from ganops.checkpoints import (
     scored_generator,
 )
 from ganops.config import Params
+from ganops.devices import precision_warning
 from ganops.files import ensure_writable, remove_stale_temps, write_csv
 from ganops.images import grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
@@ -43,7 +44,6 @@ from ganops.training.run import (
     stop_on_signals,
     train,
 )
-from ganops.training.step import precision_warning
 
 
 def run(
@@ -64,7 +64,7 @@ def run(
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
     graphed = use_cuda_graph(params.train, device, replicas)  # 'on' where impossible: fail now
     main = replicas.is_main
-    if main and (slow := precision_warning(params.train, device)):
+    if main and (slow := precision_warning("train.precision", params.train.precision, device)):
         print(f"warning: {slow}", file=sys.stderr)
     data = TrainData.load(data_dir)
     checkpoint_path = models_dir / outputs.CHECKPOINT

@@ -10,7 +10,6 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -160,38 +159,6 @@ def forward_precision(
     if cfg.precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` does bf16 matrix products in hardware (AVX512-BF16/AMX, Ampere+);
-    a CPU whose flags cannot be read counts as yes (no warning on a guess)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    flags = _cpu_flags()
-    return flags is None or bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def _cpu_flags() -> set[str] | None:
-    """The CPU feature flags Linux reports, or None where /proc/cpuinfo is unreadable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return None
-
-
-def precision_warning(cfg: TrainConfig, device: torch.device) -> str | None:
-    """A warning when ``train.precision: bf16`` would be slow here, else None."""
-    if cfg.precision != "bf16" or native_bf16(device):
-        return None
-    return (
-        f"train.precision is 'bf16' but this {device.type} has no native bf16 matrix "
-        "products (AVX512-BF16/AMX on CPUs, Ampere or newer GPUs): training will be slower "
-        "than in fp32; set train.precision to 'fp32'"
-    )
 
 
 def _full(logits: Tensor) -> Tensor:
