@@ -363,3 +363,34 @@ def gate(
     gating.run(config.gate, metrics, baseline, Path.cwd(), summary)
     if target is not None:
         gating.promote(config.tracking, target)
+
+
+@app.command()
+@user_errors
+def ui(
+    port: Annotated[int, typer.Option(help="Port to serve the UI on.", min=1, max=65535)] = 5000,
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: reachable from others).")
+    ] = "127.0.0.1",
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Open the MLflow UI on the runs this project logged (until Ctrl-C).
+
+    Shows the store params tracking.uri names (else $MLFLOW_TRACKING_URI, else the repo's
+    mlflow.db): `mlflow ui` with that --backend-store-uri, one worker, and MLflow's own
+    deprecation warnings silenced. A tracking server (http:// or https://) has its own UI:
+    its address is printed instead.
+    """
+    import subprocess
+
+    from ganops.tracking.runs import tracking_uri, ui_command
+
+    uri = tracking_uri(_params(params).tracking, Path.cwd())
+    if uri.startswith(("http://", "https://")):
+        print(f"the runs are on the tracking server {uri}: open that address in a browser")
+        return
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        print(f"note: {uri} does not exist yet (no run logged); `dvc repro` logs the first")
+    argv, env = ui_command(uri, host=host, port=port)
+    print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)", flush=True)
+    raise typer.Exit(subprocess.run(argv, env=env, check=False).returncode)

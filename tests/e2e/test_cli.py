@@ -155,3 +155,44 @@ def test_help_wraps_paragraphs_to_the_terminal_and_shows_flags_bare(tmp_path: Pa
     assert result.returncode == 0 and max(map(len, lines)) <= 60
     flag = next(line for line in lines if "--fresh" in line)
     assert "<bool>" not in flag and flag.split()[0] == "--fresh"
+
+
+@pytest.mark.slow
+def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -> None:
+    """`ganops ui` starts a real MLflow UI on the store params name; its output holds no
+    starlette deprecation warning and one server process, not four."""
+    import signal
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    store = tmp_path / "mlflow.db"
+    write_params(tmp_path / "params.yaml", {"tracking": {"uri": f"sqlite:///{store}"}})
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ganops", "ui", "--port", str(port)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                        break
+                except OSError:
+                    assert process.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.5)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+    text = log.read_text()
+    assert f"MLflow UI on http://127.0.0.1:{port} for sqlite:///{store}" in text
+    assert "DeprecationWarning" not in text
+    assert text.count("Started server process") == 1
+    assert store.is_file()  # the UI opened (and created) the project's store

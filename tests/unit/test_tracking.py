@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ganops.config import Params, TrackingConfig, params_from_dict
+from ganops.errors import TrackingError
 from ganops.tracking.runs import describe_changes, repo_root, tracking_uri
 
 
@@ -36,7 +37,6 @@ def test_runs_from_dvc_temp_workspaces_land_in_the_root_database(
 
 
 def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> None:
-    from ganops.errors import TrackingError
     from ganops.tracking.runs import check_reachable
 
     with pytest.raises(TrackingError, match="is a directory"):
@@ -49,7 +49,6 @@ def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> 
 def test_a_read_only_sqlite_store_is_refused(tmp_path: Path) -> None:
     import os
 
-    from ganops.errors import TrackingError
     from ganops.tracking.runs import check_reachable
 
     if os.geteuid() == 0:
@@ -99,3 +98,35 @@ def test_opening_a_run_prints_no_mlflow_info_lines(
     with training_run(Params(), tmp_path, {}) as run:
         assert run["run_id"]
     assert " INFO " not in capfd.readouterr().err
+
+
+def test_ui_command_shows_the_store_with_one_quiet_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganops.tracking.runs import UI_QUIET_WARNINGS, ui_command
+
+    monkeypatch.setenv("PYTHONWARNINGS", "error::ResourceWarning")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    argv, env = ui_command(uri, host="127.0.0.1", port=5123)
+    assert argv[1:4] == ["-m", "mlflow", "ui"]
+    assert argv[argv.index("--backend-store-uri") + 1] == uri
+    assert argv[argv.index("--port") + 1] == "5123" and argv[argv.index("--workers") + 1] == "1"
+    # The user's own warning filters are kept; MLflow's import-time one is added.
+    assert env["PYTHONWARNINGS"] == f"error::ResourceWarning,{UI_QUIET_WARNINGS}"
+    with pytest.raises(TrackingError, match="does not exist"):
+        ui_command(f"sqlite:///{tmp_path}/missing/mlflow.db", host="127.0.0.1", port=5123)
+
+
+def test_ui_for_a_tracking_server_prints_its_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ganops.cli import app
+
+    (tmp_path / "params.yaml").write_text("tracking:\n  uri: http://mlflow.example:5000\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["ui"])
+    assert result.exit_code == 0
+    assert "tracking server http://mlflow.example:5000" in result.output

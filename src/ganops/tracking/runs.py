@@ -373,3 +373,20 @@ def log_training_outputs(
         "the generator model",
         lambda: log_generator(generator(), params.model, params.tracking.registered_model),
     )
+
+
+# MLflow's server imports starlette.middleware.wsgi, which warns on import in every worker
+# process; the warning is for MLflow's developers, not for someone opening the UI.
+UI_QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated"
+
+
+def ui_command(uri: str, *, host: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow ui`` command line (and its environment) that shows the store at ``uri``:
+    one worker (the UI of one person's store needs no more, and each would print its start-up
+    lines), MLflow's own deprecation warnings silenced."""
+    check_sqlite_store(uri)
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    argv += ["--host", host, "--port", str(port), "--workers", "1"]
+    env = dict(os.environ)
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UI_QUIET_WARNINGS]))
+    return argv, env
