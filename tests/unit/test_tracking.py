@@ -130,3 +130,33 @@ def test_ui_for_a_tracking_server_prints_its_address(
     result = CliRunner().invoke(app, ["ui"])
     assert result.exit_code == 0
     assert "tracking server http://mlflow.example:5000" in result.output
+
+
+def test_the_logged_generator_names_its_requirements_and_loads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No requirement inference (a child process that reloads the model: seconds per run);
+    the requirements MLflow writes still pin torch and mlflow, and the model generates."""
+    import mlflow
+    import mlflow.models
+    import torch
+
+    from ganops.config import ModelConfig
+    from ganops.models import build_models
+    from ganops.tracking.runs import log_generator
+
+    def no_inference(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("requirements were inferred")
+
+    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", no_inference)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    cfg = ModelConfig(arch="mlp", g_hidden=(8,), d_hidden=(8,), latent_dim=4)
+    generator = build_models(cfg)[0].eval()
+    with mlflow.start_run() as run:
+        log_generator(generator, cfg, registered_name="")
+    uri = f"runs:/{run.info.run_id}/generator"
+    requirements = Path(mlflow.artifacts.download_artifacts(f"{uri}/requirements.txt"))
+    pinned = {line.split("==")[0] for line in requirements.read_text().split()}
+    assert {"torch", "mlflow", "cloudpickle", "numpy"} <= pinned
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(mlflow.pytorch.load_model(uri)(z), generator(z))

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -312,7 +313,12 @@ def log_generator(generator: nn.Module, model_cfg: ModelConfig, registered_name:
 
     example = None if model_cfg.conditional else torch.randn(2, model_cfg.latent_dim).numpy()
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
-    info = mlflow.pytorch.log_model(model, name="generator", input_example=example)
+    # Named, not inferred: MLflow's inference loads the model again in a child process to
+    # watch its imports, which took longer than the whole rest of tracking (benchmarks/).
+    requirements = [*mlflow.pytorch.get_default_pip_requirements(), f"numpy=={np.__version__}"]
+    info = mlflow.pytorch.log_model(
+        model, name="generator", input_example=example, pip_requirements=requirements
+    )
     if not registered_name:
         return
     from mlflow.exceptions import MlflowException
