@@ -144,7 +144,12 @@ def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
         model_cfg = params_from_dict({"model": blob["model"]}).model
     except ConfigError as error:
         raise CheckpointError(f"{path}: stored model config is invalid ({error})") from None
-    generator, _ = build_models(model_cfg)
+    import torch
+
+    # Loading draws no random numbers: the throwaway initial weights come from a forked
+    # generator, so a file loaded during training does not change its dropout masks.
+    with torch.random.fork_rng(devices=[]):
+        generator, _ = build_models(model_cfg)
     try:
         generator.load_state_dict(blob["state_dict"])
     except RuntimeError as error:

@@ -141,7 +141,8 @@ def load_classifier(path: Path) -> tuple[Classifier, dict[str, object]]:
         if CLASSIFIER_FORMAT in str(error):  # another file, or one from an older ganops
             raise CheckpointError(f"{error}; {rebuild} to write a current one") from None
         raise
-    model = Classifier(num_classes=int(blob.get("num_classes", NUM_CLASSES)))
+    with torch.random.fork_rng(devices=[]):  # its throwaway init must not move a run's draws
+        model = Classifier(num_classes=int(blob.get("num_classes", NUM_CLASSES)))
     try:
         model.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError) as error:

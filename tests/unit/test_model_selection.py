@@ -49,3 +49,46 @@ def test_evaluate_generator_names_the_file(tmp_path: Path) -> None:
     (tmp_path / BEST_GENERATOR).write_bytes(b"x")
     assert scored_generator(tmp_path, "best") == tmp_path / BEST_GENERATOR
     assert scored_generator(tmp_path, "last") == tmp_path / GENERATOR
+
+
+def test_loading_model_files_draws_no_random_numbers(tmp_path: Path) -> None:
+    """Per-epoch scoring loads the classifier after the GAN's weights are drawn and before
+    training: if loading drew numbers (a module's throwaway init), every dropout mask of the
+    run would move, and a run with scoring would train another GAN than one without."""
+    from ganops.checkpoints import save_generator
+    from ganops.classifier import Classifier, load_classifier, save_classifier
+
+    save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
+    save_generator(build_models(PARAMS.model)[0], PARAMS, tmp_path / GENERATOR)
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    load_classifier(tmp_path / "classifier.pt")
+    load_generator(tmp_path / GENERATOR)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_a_run_with_a_classifier_loaded_trains_the_same_gan(tmp_path: Path) -> None:
+    """The train stage's order: the GAN, then the scorer's classifier, then training (here
+    with D's dropout on, so a moved global generator would change the weights)."""
+    from ganops.classifier import Classifier, load_classifier, save_classifier
+    from ganops.training.run import TrainData, new_gan, train
+
+    params = params_from_dict(
+        {
+            "model": {"arch": "mlp", "g_hidden": [16], "d_hidden": [16], "latent_dim": 8},
+            "train": {"epochs": 1, "batch_size": 8},
+        }
+    )
+    images = torch.rand(32, 1, 28, 28) * 2 - 1
+    data = TrainData(images, torch.zeros(32, dtype=torch.long), "mnist", "x")
+    save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
+    weights = []
+    for load in (False, True):
+        gan, _ = new_gan(params, torch.device("cpu"))
+        if load:
+            load_classifier(tmp_path / "classifier.pt")
+        train(params, data, gan=gan, device=torch.device("cpu"), progress=False)
+        weights.append(gan.generator.state_dict())
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
