@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -19,7 +20,7 @@ import pytest
 from scripts.mlflow_screenshots import api
 
 from tests.conftest import ROOT, tiny_params, write_params
-from tests.e2e.test_pipeline import sh
+from tests.e2e.test_pipeline import _env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,20 @@ def test_two_queued_experiments_run_in_parallel_into_the_one_server(
     for batch in (16, 32):
         sh("dvc", "exp", "run", "--queue", "-n", f"q{batch}", "-S", f"train.batch_size={batch}",
            cwd=project)  # fmt: skip
-    sh("dvc", "queue", "start", "-j", "2", cwd=project)
+    # Not through sh(): `dvc queue start` leaves a helper process holding its stdout and
+    # stderr, so reading them as pipes can wait until the helper exits (seen hanging for
+    # minutes after both experiments had succeeded). A file does not wait for anyone.
+    with (project.parent / "queue-start.log").open("w") as log:
+        started = subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=project,
+            env=_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+            check=False,
+        )
+    assert started.returncode == 0, (project.parent / "queue-start.log").read_text()
     deadline = time.monotonic() + 900
     while True:
         status = sh("dvc", "queue", "status", cwd=project)
