@@ -177,6 +177,7 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives a command
         )
         try:
             deadline = time.monotonic() + 180
@@ -188,11 +189,23 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
                     assert process.poll() is None, log.read_text()
                     assert time.monotonic() < deadline, log.read_text()
                     time.sleep(0.5)
-        finally:
-            process.send_signal(signal.SIGINT)
+        finally:  # Ctrl-C: SIGINT to the whole group, so MLflow's workers stop too
+            os.killpg(process.pid, signal.SIGINT)
             process.wait(60)
     text = log.read_text()
     assert f"MLflow UI on http://127.0.0.1:{port} for sqlite:///{store}" in text
     assert "DeprecationWarning" not in text
     assert text.count("Started server process") == 1
     assert store.is_file()  # the UI opened (and created) the project's store
+    deadline = time.monotonic() + 30
+    while _group_alive(process.pid):  # nothing of the UI outlives Ctrl-C
+        assert time.monotonic() < deadline, "MLflow UI processes still running after Ctrl-C"
+        time.sleep(0.5)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
