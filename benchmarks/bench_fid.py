@@ -34,14 +34,14 @@ from ganops.config import ModelConfig
 from ganops.data import load_split
 from ganops.errors import GanopsError
 from ganops.metrics.features import real_and_fake_features
-from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+from ganops.metrics.inception import weights_fingerprint
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
 from ganops.models.sampling import generated_batches
 from ganops.stages import common as stages_common
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root
+from benchmarks.inception_options import add_inception_options, inception_weights
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,14 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=10000, help="generated = real images")
     parser.add_argument("--batch-size", type=int, default=200, help="images per Inception pass")
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each mode")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dir with MNIST IDX .gz")
-    parser.add_argument("--weights", type=Path, help="torch-fidelity Inception weights file")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "ganops-bench-fid",
-        help="where converted Inception weights are kept between runs",
-    )
+    add_inception_options(parser)
     parser.add_argument("--generator", type=Path, help="a generator.pt (default: untrained MLP)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -99,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     real, _ = load_split(args.data, "mnist", "test", limit=args.num_samples)
     if len(real) < args.num_samples:
         raise SystemExit(f"--num-samples {args.num_samples}: the test set has {len(real)}")
-    args.cache_dir.mkdir(parents=True, exist_ok=True)
-    weights = resolve_inception_weights(str(args.weights or ""), args.cache_dir)
+    weights = inception_weights(args)
     generator, latent_dim = load_generator(args.generator, device)
 
     def fakes() -> Any:

@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,11 +25,11 @@ from ganops.checkpoints import load_generator
 from ganops.data import load_split
 from ganops.metrics.features import build_inception, extract_features
 from ganops.metrics.fid import fid_from_features
-from ganops.metrics.inception import resolve_inception_weights
 from ganops.models.sampling import generated_batches
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root
+from benchmarks.inception_options import add_inception_options, inception_weights
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -40,14 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=int, default=1000, help="generated = real images")
     parser.add_argument("--batch-size", type=int, default=100, help="images per Inception pass")
     parser.add_argument("--repeats", type=int, default=1, help="timed rounds of each precision")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dir with MNIST IDX .gz")
-    parser.add_argument("--weights", type=Path, help="torch-fidelity Inception weights file")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "ganops-bench-fid",
-        help="where converted Inception weights are kept between runs",
-    )
+    add_inception_options(parser)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -60,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cpu = torch.device("cpu")
     real, _ = load_split(args.data, "mnist", "test", limit=args.num_samples)
-    args.cache_dir.mkdir(parents=True, exist_ok=True)
-    weights = resolve_inception_weights(str(args.weights or ""), args.cache_dir)
+    weights = inception_weights(args)
     network = build_inception(weights, cpu)
     generator, model_cfg = load_generator(args.generator)
     batches = generated_batches(
