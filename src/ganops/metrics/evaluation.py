@@ -46,7 +46,8 @@ def score_images(
     weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
     # The images themselves, not their file's name or meta.json: other images, other features.
     cache_key = f"test:{tensor_digest(real)}:{weights_fingerprint(weights)}"
-    suffix = "_bf16" if cfg.precision == "bf16" else ""  # both entries kept side by side
+    bf16 = cfg.precision == "bf16"
+    suffix = "_bf16" if bf16 else ""  # fp32 and bf16 real features kept side by side
     judged: list[Outputs] = []
     with Progress(total=2 * len(real), desc="Inception features", unit="img") as bar:
         fake_features, real_features = real_and_fake_features(
@@ -57,7 +58,7 @@ def score_images(
             weights=weights,
             cache=cache_dir / f"real_features_{len(real)}{suffix}.pt",
             cache_key=cache_key,
-            bf16=cfg.precision == "bf16",
+            bf16=bf16,
             progress=bar.update,
         )
     n = len(real_features)
