@@ -85,6 +85,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_health(url: str, process: subprocess.Popen[Any], log: Path) -> None:
+    """Return once the MLflow server or UI at ``url`` answers /health; fail the test with its
+    ``log`` if ``process`` ends first or three minutes pass."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"{url} did not start: {log.read_text()}")
+            time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def running_mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 with served artifacts under ``home``; yields
@@ -101,16 +116,7 @@ def running_mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mlflow server did not start: {(home / 'server.log').read_text()}")
-            time.sleep(0.5)
+    wait_for_health(url, process, home / "server.log")
     try:
         yield url
     finally:

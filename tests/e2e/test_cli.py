@@ -163,9 +163,8 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
     starlette deprecation warning and one server process, not four."""
     import signal
     import time
-    import urllib.request
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, wait_for_health
 
     store = tmp_path / "mlflow.db"
     write_params(tmp_path / "params.yaml", {"tracking": {"uri": f"sqlite:///{store}"}})
@@ -180,15 +179,7 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
             start_new_session=True,  # its own process group, as a terminal gives a command
         )
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                        break
-                except OSError:
-                    assert process.poll() is None, log.read_text()
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.5)
+            wait_for_health(f"http://127.0.0.1:{port}", process, log)
         finally:  # Ctrl-C: SIGINT to the whole group, so MLflow's workers stop too
             os.killpg(process.pid, signal.SIGINT)
             process.wait(60)
