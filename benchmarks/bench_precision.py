@@ -1,11 +1,14 @@
-"""Inception in fp32 against bf16 autocast (``evaluate.precision``): speed, features and FID.
+"""Inception in fp32 and under bf16 autocast (``evaluate.precision``), eager and compiled
+(``evaluate.compile``): speed, features and FID.
 
-Both precisions see the same images in the same process: the first ``--num-samples`` MNIST
+Every mode sees the same images in the same process: the first ``--num-samples`` MNIST
 test images and as many images of a trained ``--generator`` (drawn once, from ``--seed``).
-Each round extracts the features of both sets in fp32, then in bf16, alternating, and times
-them; the features of the first round give each image's relative feature error and the FID of
-each precision against its own real features (what ``ganops evaluate`` computes). The
-question it answers: does bf16 move FID by less than 0.5%, and how much faster is it?
+Each round extracts the features of both sets in each mode, in alternating order, and times
+them; a compiled mode is compiled (and timed) on one batch before its first round. The
+features of the first round give each image's relative feature error against fp32 eager (the
+classic FID features) and the FID of each mode against its own real features (what ``ganops
+evaluate`` computes). The questions it answers: does a mode move FID (bf16: by less than
+0.5%; compiling: by less than 0.1%), and how much faster is it?
 
     PYTHONPATH=src python benchmarks/bench_precision.py --generator models/generator.pt
 """
@@ -23,14 +26,14 @@ import torch
 
 from ganops.checkpoints import load_generator
 from ganops.data import load_split
-from ganops.metrics.features import build_inception, extract_features
+from ganops.metrics.features import CompiledInception, build_inception, extract_features
 from ganops.metrics.fid import fid_from_features
 from ganops.models.sampling import generated_batches
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root
 from benchmarks.inception_options import add_inception_options, inception_weights
 
-PRECISIONS = ("fp32", "bf16")
+MODES = ("fp32", "bf16", "fp32-compiled", "bf16-compiled")  # the first is the reference
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,13 +41,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--generator", type=Path, required=True, help="a trained generator.pt")
     parser.add_argument("--num-samples", type=int, default=1000, help="generated = real images")
     parser.add_argument("--batch-size", type=int, default=100, help="images per Inception pass")
-    parser.add_argument("--repeats", type=int, default=1, help="timed rounds of each precision")
+    parser.add_argument("--repeats", type=int, default=1, help="timed rounds of each mode")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"a subset of {MODES}")
     add_inception_options(parser)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if args.num_samples < 2 or args.batch_size < 1 or args.repeats < 1:
         parser.error("--num-samples must be >= 2, --batch-size and --repeats >= 1")
+    args.modes = args.modes.split(",")
+    if args.modes[0] != MODES[0] or not set(args.modes) <= set(MODES):
+        parser.error(f"--modes must start with {MODES[0]} and name modes of {MODES}")
     return args
 
 
@@ -64,41 +71,63 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     fake = torch.cat(list(batches))
-    seconds: dict[str, list[float]] = {name: [] for name in PRECISIONS}
-    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for round_index in range(args.repeats):
-        for name in PRECISIONS if round_index % 2 == 0 else PRECISIONS[::-1]:
-            options = {"chunk": args.batch_size, "device": cpu, "limit": args.num_samples}
+    options = {"chunk": args.batch_size, "device": cpu, "limit": args.num_samples}
+    networks, compile_seconds = {}, {}
+    for mode in args.modes:
+        bf16 = mode.startswith("bf16")
+        if mode.endswith("compiled"):
+            networks[mode] = CompiledInception(network, args.batch_size)
             started = time.perf_counter()
-            pair = tuple(
-                extract_features(network, [images], bf16=name == "bf16", **options)
-                for images in (fake, real)
+            extract_features(networks[mode], [real[: args.batch_size]], bf16=bf16, **options)
+            compile_seconds[mode] = time.perf_counter() - started
+        else:
+            networks[mode] = network
+    seconds: dict[str, list[float]] = {mode: [] for mode in args.modes}
+    features: dict[str, torch.Tensor] = {}  # fake then real, per mode
+    for round_index in range(args.repeats):
+        for mode in args.modes if round_index % 2 == 0 else args.modes[::-1]:
+            started = time.perf_counter()
+            both = torch.cat(
+                [
+                    extract_features(
+                        networks[mode], [images], bf16=mode.startswith("bf16"), **options
+                    )
+                    for images in (fake, real)
+                ]
             )
-            seconds[name].append(time.perf_counter() - started)
-            features.setdefault(name, pair)  # type: ignore[arg-type]
-            rate = 2 * args.num_samples / seconds[name][-1]
-            print(f"  round {round_index + 1}: {name} {rate:.1f} images/s", file=sys.stderr)
-    (fake32, real32), (fake16, real16) = features["fp32"], features["bf16"]
-    both32, both16 = torch.cat([fake32, real32]), torch.cat([fake16, real16])
-    relative = (both16 - both32).norm(dim=1) / both32.norm(dim=1)
-    fid32, fid16 = fid_from_features(fake32, real32), fid_from_features(fake16, real16)
-    rates = {k: 2 * args.num_samples / statistics.median(v) for k, v in seconds.items()}
-    result = {
-        "num_samples": args.num_samples,
+            seconds[mode].append(time.perf_counter() - started)
+            features.setdefault(mode, both)
+            rate = 2 * args.num_samples / seconds[mode][-1]
+            print(f"  round {round_index + 1}: {mode} {rate:.1f} images/s", file=sys.stderr)
+    n = args.num_samples
+    reference = features[MODES[0]]
+    fid = {mode: fid_from_features(f[:n], f[n:]) for mode, f in features.items()}
+    result: dict[str, object] = {
+        "num_samples": n,
         "generator": str(args.generator),
         "torch_threads": torch.get_num_threads(),
-        "images_per_second": rates,
-        "feature_relative_error": {
-            "median": float(relative.median()),
-            "max": float(relative.max()),
-        },
-        "fid": {"fp32": fid32, "bf16": fid16, "change_percent": 100 * (fid16 - fid32) / fid32},
+        "compile_seconds": compile_seconds,
+        "modes": {},
     }
-    n = args.num_samples
-    print(f"\nInception fp32 vs bf16 autocast, {n} generated + {n} real images, CPU")
-    print(f"images/s: fp32 {rates['fp32']:.1f}, bf16 {rates['bf16']:.1f}")
-    print(f"feature relative error: median {relative.median():.2e}, max {relative.max():.2e}")
-    print(f"fid_{n}: fp32 {fid32:.4f}, bf16 {fid16:.4f} ({result['fid']['change_percent']:+.3f}%)")
+    print(f"\nInception modes, {n} generated + {n} real images, CPU")
+    for mode in args.modes:
+        relative = (features[mode] - reference).norm(dim=1) / reference.norm(dim=1)
+        rate = 2 * n / statistics.median(seconds[mode])
+        change = 100 * (fid[mode] - fid[MODES[0]]) / fid[MODES[0]]
+        result["modes"][mode] = {  # type: ignore[index]
+            "images_per_second": rate,
+            "feature_relative_error": {
+                "median": float(relative.median()),
+                "max": float(relative.max()),
+            },
+            "fid": fid[mode],
+            "fid_change_percent": change,
+        }
+        print(
+            f"{mode}: {rate:.1f} images/s, fid_{n} {fid[mode]:.4f} ({change:+.3f}%), feature "
+            f"relative error median {relative.median():.2e}, max {relative.max():.2e}"
+            + (f", compiled in {compile_seconds[mode]:.1f} s" if mode in compile_seconds else "")
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

