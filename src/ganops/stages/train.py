@@ -11,39 +11,20 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
-from ganops import outputs, run_reference
-from ganops.checkpoints import (
-    keeping_best,
-    load_generator,
-    load_resumable,
-    save_checkpoint,
-    save_generator,
-    scored_generator,
-)
+from ganops import outputs
+from ganops.checkpoints import keeping_best, save_checkpoint
 from ganops.config import Params
 from ganops.devices import precision_warning
-from ganops.files import ensure_writable, remove_stale_temps, write_csv
-from ganops.images import grid_array, save_png
-from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
-from ganops.models.sampling import sample_images
-from ganops.plots import training_curves_png
+from ganops.files import ensure_writable
+from ganops.metrics.epoch import epoch_evaluator
 from ganops.stages.common import resolve_device
 from ganops.tracking.logger import training_logger
-from ganops.tracking.runs import log_training_outputs
 from ganops.training import distributed
 from ganops.training.cuda_graphs import use_cuda_graph
-from ganops.training.loop import STAT_NAMES, Hooks, LoopState
-from ganops.training.run import (
-    TrainData,
-    TrainResult,
-    fixed_inputs,
-    gan_state,
-    new_gan,
-    stop_on_signals,
-    train,
-)
+from ganops.training.loop import Hooks, LoopState
+from ganops.training.run import TrainData, gan_state, new_gan, stop_on_signals, train
+from ganops.training.run_files import resume_or_start, write_outputs
 
 
 def run(
@@ -68,7 +49,7 @@ def run(
         print(f"warning: {slow}", file=sys.stderr)
     data = TrainData.load(data_dir)
     checkpoint_path = models_dir / outputs.CHECKPOINT
-    resume = _resume(params, data, models_dir, out_dir, fresh=fresh, main=main)
+    resume = resume_or_start(params, data.data_id, models_dir, out_dir, fresh=fresh, main=main)
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
@@ -114,7 +95,10 @@ def run(
         if not main:
             return result.state
         checkpoint(result.state, complete=True)
-        _write_outputs(result, params, models_dir, out_dir, ref, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        write_outputs(
+            result, params, models_dir=models_dir, out_dir=out_dir, run_ref=ref, seconds=seconds
+        )
     if replicas.distributed:
         print(f"{replicas.world_size} processes (DDP) ended with identical weights")
     seconds = time.monotonic() - started
@@ -122,50 +106,3 @@ def run(
         f"trained to step {result.state.step} in {seconds:.1f} s on {device}; models in {models_dir}"
     )
     return result.state
-
-
-def _resume(
-    params: Params, data: TrainData, models_dir: Path, out_dir: Path, *, fresh: bool, main: bool
-) -> dict[str, Any] | None:
-    """The interrupted run's checkpoint to continue (None: a new run), after clearing what
-    must not outlive the previous run: its reference, and for a new run its best generator."""
-    checkpoint_path = models_dir / outputs.CHECKPOINT
-    if main:
-        remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
-    resume = None if fresh else load_resumable(checkpoint_path, params, data.data_id)
-    if main:  # the old run's reference must not outlive it (ganops.run_reference)
-        run_reference.clear(out_dir)
-        if resume is None:
-            (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
-        else:
-            step = resume["loop"]["step"]
-            print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
-    return resume
-
-
-def _write_outputs(
-    result: TrainResult,
-    params: Params,
-    models_dir: Path,
-    out_dir: Path,
-    run_ref: dict[str, str],
-    seconds: float,
-) -> None:
-    sampler, last = result.gan.sampler, models_dir / outputs.GENERATOR
-    save_generator(sampler, params, last)
-    # Before any upload: a signal during the uploads must not leave the old run's reference
-    # beside the new generator.
-    generators = [last, models_dir / outputs.BEST_GENERATOR]
-    run_reference.write(out_dir, run_ref, [path for path in generators if path.is_file()])
-    write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], out_dir / outputs.LOSSES)
-    write_csv(result.state.quality, ["step", "epoch", *QUALITY_NAMES], out_dir / outputs.QUALITY)
-    training_curves_png(result.state.history, result.state.quality, out_dir / outputs.CURVES)
-    grid = sample_images(sampler, *fixed_inputs(params, next(sampler.parameters()).device))
-    save_png(grid_array(grid), out_dir / outputs.SAMPLES)
-    if run_ref:  # the generator evaluate scores (and gate --promote promotes): last or best
-        scored = scored_generator(models_dir, params.evaluate.generator)
-        names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
-        files = [out_dir / name for name in names]
-        log_training_outputs(
-            files, seconds, lambda: sampler if scored == last else load_generator(scored)[0], params
-        )

@@ -1,0 +1,74 @@
+"""What a training run reads from and leaves in its directories, around ``run.train``.
+
+Before: the interrupted run's checkpoint to resume (or none), after clearing what must not
+outlive the previous run. After: the generator, the run reference, the loss and quality
+curves (CSV and PNG) and the sample grid, with their copies in the MLflow run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ganops import outputs, run_reference
+from ganops.checkpoints import load_generator, load_resumable, save_generator, scored_generator
+from ganops.config import Params
+from ganops.files import remove_stale_temps, write_csv
+from ganops.images import grid_array, save_png
+from ganops.metrics.epoch import QUALITY_NAMES
+from ganops.models.sampling import sample_images
+from ganops.plots import training_curves_png
+from ganops.tracking.runs import log_training_outputs
+from ganops.training.loop import STAT_NAMES
+from ganops.training.run import TrainResult, fixed_inputs
+
+
+def resume_or_start(
+    params: Params, data_id: str, models_dir: Path, out_dir: Path, *, fresh: bool, main: bool
+) -> dict[str, Any] | None:
+    """The interrupted run's checkpoint to continue (None: a new run), after clearing what
+    must not outlive the previous run: its reference, and for a new run its best generator.
+    Only the main process (``main``) changes files."""
+    checkpoint_path = models_dir / outputs.CHECKPOINT
+    if main:
+        remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
+    resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
+    if main:  # the old run's reference must not outlive it (ganops.run_reference)
+        run_reference.clear(out_dir)
+        if resume is None:
+            (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
+        else:
+            step = resume["loop"]["step"]
+            print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
+    return resume
+
+
+def write_outputs(
+    result: TrainResult,
+    params: Params,
+    *,
+    models_dir: Path,
+    out_dir: Path,
+    run_ref: dict[str, str],
+    seconds: float,
+) -> None:
+    """The finished run's generator, run reference, curves and sample grid; with a
+    ``run_ref`` (tracking on), their MLflow copies and the scored generator as a model."""
+    sampler, last = result.gan.sampler, models_dir / outputs.GENERATOR
+    save_generator(sampler, params, last)
+    # Before any upload: a signal during the uploads must not leave the old run's reference
+    # beside the new generator.
+    generators = [last, models_dir / outputs.BEST_GENERATOR]
+    run_reference.write(out_dir, run_ref, [path for path in generators if path.is_file()])
+    write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], out_dir / outputs.LOSSES)
+    write_csv(result.state.quality, ["step", "epoch", *QUALITY_NAMES], out_dir / outputs.QUALITY)
+    training_curves_png(result.state.history, result.state.quality, out_dir / outputs.CURVES)
+    grid = sample_images(sampler, *fixed_inputs(params, next(sampler.parameters()).device))
+    save_png(grid_array(grid), out_dir / outputs.SAMPLES)
+    if run_ref:  # the generator evaluate scores (and gate --promote promotes): last or best
+        scored = scored_generator(models_dir, params.evaluate.generator)
+        names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
+        files = [out_dir / name for name in names]
+        log_training_outputs(
+            files, seconds, lambda: sampler if scored == last else load_generator(scored)[0], params
+        )
