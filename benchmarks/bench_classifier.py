@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    images, labels = load_split(args.data, "mnist", "train", args.images)
-    test_images, test_labels = load_split(args.data, "mnist", "test")
+    images, labels = load_split(args.data, "mnist", split="train", limit=args.images)
+    test_images, test_labels = load_split(args.data, "mnist", split="test")
     torch.manual_seed(args.seed)  # weight init, as the stage does
     model = Classifier()
     load_before = os.getloadavg()[0]
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     train_classifier(
         model,
         images,
-        labels,
+        labels=labels,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         **({"bf16": True} if args.bf16 else {}),  # older versions have no such option
     )
     seconds = time.perf_counter() - start
-    test_accuracy = accuracy(model, test_images, test_labels)
+    test_accuracy = accuracy(model, test_images, labels=test_labels)
     result = {
         "ganops": str(Path(ganops.__file__).parent),
         "images": len(images),

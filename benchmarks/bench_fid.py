@@ -89,7 +89,7 @@ def seconds(work: Callable[[], object], device: torch.device) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    real, _ = load_split(args.data, "mnist", "test", limit=args.num_samples)
+    real, _ = load_split(args.data, "mnist", split="test", limit=args.num_samples)
     if len(real) < args.num_samples:
         raise SystemExit(f"--num-samples {args.num_samples}: the test set has {len(real)}")
     weights = inception_weights(args)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return generated_batches(
             generator,
             latent_dim,
-            args.num_samples,
+            total=args.num_samples,
             batch_size=args.batch_size,
             device=device,
             seed=args.seed,

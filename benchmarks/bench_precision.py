@@ -58,14 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cpu = torch.device("cpu")
-    real, _ = load_split(args.data, "mnist", "test", limit=args.num_samples)
+    real, _ = load_split(args.data, "mnist", split="test", limit=args.num_samples)
     weights = inception_weights(args)
     network = build_inception(weights, cpu)
     generator, model_cfg = load_generator(args.generator)
     batches = generated_batches(
         generator.eval(),
         model_cfg.latent_dim,
-        args.num_samples,
+        total=args.num_samples,
         batch_size=args.batch_size,
         device=cpu,
         seed=args.seed,

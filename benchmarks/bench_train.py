@@ -107,7 +107,7 @@ def build_loops(
     classic = build_classic_gan(copy.deepcopy(generator), copy.deepcopy(discriminator), cfg, device)
     return Loops(
         classic=classic,
-        ganops=build_gan(generator, discriminator, cfg, device),
+        ganops=build_gan(generator, discriminator, cfg=cfg, device=device),
         loader=classic_loader(raw, cfg.batch_size, num_workers=args.workers, seed=args.seed),
         images=normalize(raw).to(device),
         cfg=cfg,
@@ -136,7 +136,7 @@ def time_ganops(loops: Loops, clock: StepClock, **train: Any) -> None:
     fit(
         loops.ganops,
         loops.images,
-        cfg,
+        cfg=cfg,
         latent_dim=loops.latent_dim,
         fixed_noise=fixed_noise,
         hooks=Hooks(on_step=clock),

@@ -49,7 +49,7 @@ def download_into(directory: Path) -> None:
     """ganops' own download from the public mirrors, verified by content checksum."""
     from ganops.data import download
 
-    download("mirrors", "mnist", directory)
+    download("mirrors", "mnist", out_dir=directory)
 
 
 def resolve(

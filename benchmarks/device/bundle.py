@@ -62,7 +62,7 @@ def measure(converted: Path, generator_path: Path, real: Path, count: int) -> No
     fakes = torch.cat(
         list(
             generated_batches(
-                generator, model_cfg.latent_dim, count, batch_size=100, device=cpu, seed=1234
+                generator, model_cfg.latent_dim, total=count, batch_size=100, device=cpu, seed=1234
             )
         )
     )

@@ -31,7 +31,7 @@ EpochScore = Callable[[nn.Module, int], dict[str, float]]
 
 
 def keeping_best(
-    evaluate_epoch: EpochScore, params: Params, models_dir: Path, *, earlier: Iterable[float] = ()
+    evaluate_epoch: EpochScore, params: Params, *, models_dir: Path, earlier: Iterable[float] = ()
 ) -> EpochScore:
     """``evaluate_epoch`` that also saves the generator of the lowest fcd so far as
     ``models_dir/generator_best.pt`` (model selection by quality); ``earlier``: the fcd of a
@@ -42,13 +42,13 @@ def keeping_best(
         quality = evaluate_epoch(generator, epoch)
         if quality and quality["fcd"] < best[0]:
             best[0] = quality["fcd"]
-            save_generator(generator, params, models_dir / BEST_GENERATOR)
+            save_generator(generator, params, path=models_dir / BEST_GENERATOR)
         return quality
 
     return evaluate
 
 
-def save_generator(generator: nn.Module, params: Params, path: Path) -> None:
+def save_generator(generator: nn.Module, params: Params, *, path: Path) -> None:
     """The generator alone (EMA weights when enabled) with the config that rebuilds it."""
     save_torch(
         {
@@ -70,7 +70,7 @@ def training_shape(params: Params, data_id: str) -> dict[str, Any]:
     return {"model": dataclasses.asdict(params.model), "train": train, "data": data_id}
 
 
-def save_checkpoint(state: dict[str, Any], params: Params, data_id: str, path: Path) -> None:
+def save_checkpoint(state: dict[str, Any], params: Params, *, data_id: str, path: Path) -> None:
     """Everything needed to continue training: both nets, optimizers, EMA, loop state, RNG."""
     save_torch(
         {"format": CHECKPOINT_FORMAT, "shape": training_shape(params, data_id), **state}, path
@@ -94,7 +94,7 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return out
 
 
-def load_resumable(path: Path, params: Params, data_id: str) -> dict[str, Any] | None:
+def load_resumable(path: Path, params: Params, *, data_id: str) -> dict[str, Any] | None:
     """The checkpoint of an interrupted run to continue, or None to start afresh.
 
     A finished run's checkpoint is not resumed (a new ``train`` starts a new run). An
@@ -119,6 +119,7 @@ def load_resumable(path: Path, params: Params, data_id: str) -> dict[str, Any] |
 def read_model_file(
     path: Path,
     expected_format: str,
+    *,
     missing_hint: str = "run `ganops train` (or `dvc repro`) first",
 ) -> dict[str, Any]:
     """The dict saved in a ganops model file of ``expected_format``, loaded safely on the CPU."""

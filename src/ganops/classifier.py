@@ -63,8 +63,8 @@ class Outputs:
 def train_classifier(
     model: Classifier,
     images: Tensor,
-    labels: Tensor,
     *,
+    labels: Tensor,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -99,7 +99,7 @@ def train_classifier(
     return model.eval()
 
 
-def classify(model: Classifier, batches: Iterable[Tensor], device: torch.device) -> Outputs:
+def classify(model: Classifier, batches: Iterable[Tensor], *, device: torch.device) -> Outputs:
     """Softmax probabilities and features of every image in ``batches``, on the CPU."""
     was_training = model.training
     model.eval()
@@ -113,9 +113,9 @@ def classify(model: Classifier, batches: Iterable[Tensor], device: torch.device)
     return Outputs(torch.cat(probabilities), torch.cat(features))
 
 
-def accuracy(model: Classifier, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
+def accuracy(model: Classifier, images: Tensor, *, labels: Tensor, batch_size: int = 1000) -> float:
     device = next(model.parameters()).device
-    outputs = classify(model, images.split(batch_size), device)
+    outputs = classify(model, images.split(batch_size), device=device)
     return float((outputs.probabilities.argmax(dim=1) == labels.cpu()).float().mean())
 
 
@@ -136,7 +136,7 @@ def load_classifier(path: Path) -> tuple[Classifier, dict[str, object]]:
     """The classifier saved by ``save_classifier`` in eval mode on the CPU, and its metadata."""
     rebuild = "run `ganops classifier` (or `dvc repro classifier`)"
     try:
-        blob = read_model_file(path, CLASSIFIER_FORMAT, f"{rebuild} first")
+        blob = read_model_file(path, CLASSIFIER_FORMAT, missing_hint=f"{rebuild} first")
     except CheckpointError as error:
         if CLASSIFIER_FORMAT in str(error):  # another file, or one from an older ganops
             raise CheckpointError(f"{error}; {rebuild} to write a current one") from None

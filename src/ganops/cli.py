@@ -125,7 +125,7 @@ def prepare(
 
     config = _params(params).data
     with exclusive(out, command="prepare"):
-        stage.run(config, raw, out)
+        stage.run(config, raw, out_dir=out)
 
 
 @app.command()
@@ -146,7 +146,7 @@ def classifier(
 
     config = _params(params).classifier
     with exclusive(out, command="classifier"):
-        stage.run(config, data, out)
+        stage.run(config, data, out_dir=out)
 
 
 @app.command()
@@ -186,7 +186,7 @@ def train(
     config = _params(params)
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
     with exclusive(models, out, command="train", enabled=main):
-        stage.run(config, data, models, out, fresh=fresh, classifier=classifier)
+        stage.run(config, data, models_dir=models, out_dir=out, fresh=fresh, classifier=classifier)
 
 
 @app.command()
@@ -227,7 +227,14 @@ def evaluate(
     config = _params(params)
     with exclusive(out, command="evaluate"):
         stage.run(
-            config, data, models, train_out, out, cache, classifier_path=classifier, floor=floor
+            config,
+            data,
+            models_dir=models,
+            train_dir=train_out,
+            out_dir=out,
+            cache_dir=cache,
+            classifier_path=classifier,
+            floor=floor,
         )
 
 
@@ -264,7 +271,16 @@ def sample(
     """
     from ganops.stages import sample as stage
 
-    stage.run(model, out, num, seed, digit, interpolate, images_dir, device)
+    stage.run(
+        model,
+        out,
+        num=num,
+        seed=seed,
+        digit=digit,
+        interpolate_to=interpolate,
+        images_dir=images_dir,
+        device_name=device,
+    )
 
 
 @app.command()
@@ -297,7 +313,7 @@ def recipe(
         for known in recipes.recipe_names(directory):
             print(f"{known}: {recipes.summary(directory / f'{known}.yaml')}")
         return
-    command = recipes.dvc_command(recipes.load_recipe(name, directory, _params(params)))
+    command = recipes.dvc_command(recipes.load_recipe(name, directory, base=_params(params)))
     print(shlex.join(command))
     if apply:
         raise typer.Exit(subprocess.run(command, check=False).returncode)
@@ -359,8 +375,8 @@ def gate(
         from ganops.checkpoints import scored_generator
 
         generator = scored_generator(models, config.evaluate.generator)
-        target = gating.promotion_target(config.tracking, train_out, generator)
-    gating.run(config.gate, metrics, baseline, Path.cwd(), summary)
+        target = gating.promotion_target(config.tracking, train_out, generator=generator)
+    gating.run(config.gate, metrics, baseline=baseline, repo=Path.cwd(), summary=summary)
     if target is not None:
         gating.promote(config.tracking, target)
 

@@ -241,6 +241,7 @@ def _fetch_one(
 def download(
     source: str,
     dataset: str,
+    *,
     out_dir: Path,
     on_bytes: Callable[[int], None] = lambda n: None,
     limits: DownloadLimits = DEFAULT_LIMITS,
@@ -345,7 +346,7 @@ def normalize(images: np.ndarray) -> torch.Tensor:
 
 
 def load_split(
-    raw_dir: Path, dataset: str, split: str, limit: int = 0
+    raw_dir: Path, dataset: str, *, split: str, limit: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode one split: (images (N,1,28,28) float32 in [-1,1], labels (N,) int64)."""
     spec = DATASETS[dataset]

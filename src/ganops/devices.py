@@ -28,7 +28,7 @@ def _cpu_flags() -> set[str] | None:
     return None
 
 
-def precision_warning(key: str, precision: str, device: torch.device) -> str | None:
+def precision_warning(key: str, precision: str, *, device: torch.device) -> str | None:
     """A warning when ``key`` (a ``*.precision`` param) is 'bf16' where bf16 would be slow."""
     if precision != "bf16" or native_bf16(device):
         return None

@@ -206,7 +206,7 @@ def write_json(obj: Any, final: Path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def write_csv(rows: list[dict[str, Any]], columns: list[str], final: Path) -> None:
+def write_csv(rows: list[dict[str, Any]], columns: list[str], *, final: Path) -> None:
     """Write ``rows`` as CSV with a header of ``columns``, atomically."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")

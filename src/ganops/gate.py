@@ -57,7 +57,7 @@ def load_metrics(path: Path) -> dict[str, float]:
     return read_metrics(text, str(path))
 
 
-def baseline_metrics(revision: str, path: Path, repo: Path) -> dict[str, float]:
+def baseline_metrics(revision: str, path: Path, *, repo: Path) -> dict[str, float]:
     """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``).
 
     ``revision`` is never read as a git option: one starting with '-' (``--output=FILE``
@@ -118,7 +118,7 @@ RULES = (
 )
 
 
-def find_metric(metrics: dict[str, float], family: str, source: str) -> str | None:
+def find_metric(metrics: dict[str, float], family: str, *, source: str) -> str | None:
     """The one metric of ``family`` in a metrics file (``fid_10k`` for ``fid``), or None."""
     names = [name for name in metrics if family_of(name) == family]
     if len(names) > 1:
@@ -151,6 +151,7 @@ def _relative(rule: Rule, cfg: GateConfig, name: str, value: float, base: float,
 def checks(
     cfg: GateConfig,
     metrics: dict[str, float],
+    *,
     source: str,
     baseline: dict[str, float] | None = None,
     baseline_name: str = "",
@@ -158,7 +159,7 @@ def checks(
     """Every check the gate config asks for, in the direction each metric improves."""
     out = []
     for rule in RULES:
-        name = find_metric(metrics, rule.family, source)
+        name = find_metric(metrics, rule.family, source=source)
         limit_on = float(getattr(cfg, rule.limit_key)) > 0
         if name is None:
             if limit_on:
@@ -171,7 +172,7 @@ def checks(
         if limit_on:
             out.append(_absolute(rule, cfg, name, metrics[name]))
         if baseline is not None:
-            base_name = find_metric(baseline, rule.family, f"baseline {baseline_name}")
+            base_name = find_metric(baseline, rule.family, source=f"baseline {baseline_name}")
             if base_name is not None and base_name != name:
                 raise DataError(
                     f"baseline {baseline_name}: has {base_name}, this run has {name}; metrics "
@@ -209,6 +210,7 @@ def table(results: list[Check]) -> str:
 def run(
     cfg: GateConfig,
     metrics_path: Path,
+    *,
     baseline: str | None,
     repo: Path,
     summary: Path | None = None,
@@ -219,8 +221,10 @@ def run(
     metrics = load_metrics(metrics_path)
     base: dict[str, Any] | None = None
     if baseline:
-        base = baseline_metrics(baseline, metrics_path, repo)
-    results = checks(cfg, metrics, str(metrics_path), base, baseline or "")
+        base = baseline_metrics(baseline, metrics_path, repo=repo)
+    results = checks(
+        cfg, metrics, source=str(metrics_path), baseline=base, baseline_name=baseline or ""
+    )
     text = table(results)
     print(text, end="")
     if summary is not None:
@@ -235,7 +239,7 @@ def run(
     return results
 
 
-def promotion_target(cfg: TrackingConfig, train_dir: Path, generator: Path) -> dict[str, str]:
+def promotion_target(cfg: TrackingConfig, train_dir: Path, *, generator: Path) -> dict[str, str]:
     """The tracked training run of ``generator`` whose registered model ``--promote`` would
     promote; checked before gating, so a bad setup is exit 2, not a gate result."""
     if not cfg.enabled or not cfg.registered_model:

@@ -18,7 +18,7 @@ _PANELS = (  # (title, rows' source, x column, y columns)
 
 
 def training_curves_png(
-    losses: list[dict[str, float]], quality: list[dict[str, float]], path: Path
+    losses: list[dict[str, float]], quality: list[dict[str, float]], *, path: Path
 ) -> None:
     """Draw the loss, D-output and per-epoch quality curves into ``path`` (atomically); a
     panel without data says so instead of staying blank."""

@@ -53,20 +53,20 @@ def recipe_names(directory: Path) -> list[str]:
     return sorted(path.stem for path in directory.glob("*.yaml") if _NAME.fullmatch(path.stem))
 
 
-def load_recipe(name: str, directory: Path, base: Params) -> Recipe:
+def load_recipe(name: str, directory: Path, *, base: Params) -> Recipe:
     """Recipe ``name`` from ``directory``, applied to ``base`` (params.yaml) and validated:
     an unknown or invalid key is one ``ConfigError`` naming the key and the recipe file."""
     path = directory / f"{name}.yaml"
     if not _NAME.fullmatch(name) or not path.is_file():
         known = ", ".join(recipe_names(directory)) or "none"
         raise UsageError(f"no recipe {name!r} in {directory}/ (recipes there: {known})")
-    params = recipe_params(base, read_params_yaml(path), path)
+    params = recipe_params(base, read_params_yaml(path), path=path)
     current, wanted = to_flat_dict(base), to_flat_dict(params)
     changes = {key: value for key, value in wanted.items() if value != current[key]}
     return Recipe(name=name, path=path, params=params, changes=changes)
 
 
-def recipe_params(base: Params, overlay: Any, path: Path) -> Params:
+def recipe_params(base: Params, overlay: Any, *, path: Path) -> Params:
     """``base`` with its recipe keys reset to config.py's defaults, then ``overlay`` (a parsed
     recipe file) on top, validated like params.yaml."""
     if overlay is None:

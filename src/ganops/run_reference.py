@@ -25,7 +25,7 @@ def clear(out_dir: Path) -> None:
     (out_dir / FILE_NAME).unlink(missing_ok=True)
 
 
-def write(out_dir: Path, run_ref: dict[str, str], generators: list[Path]) -> None:
+def write(out_dir: Path, run_ref: dict[str, str], *, generators: list[Path]) -> None:
     """Record ``run_ref`` (empty when untracked) for the run's generator files."""
     write_json(
         {

@@ -15,13 +15,13 @@ from ganops.training.loop import LoopState
 def _interrupted(path: Path, complete: bool = False) -> None:
     params = params_from_dict({})
     state = {"loop": LoopState(step=7).state_dict(), "complete": complete}
-    save_checkpoint(state, params, "sha:60000", path)
+    save_checkpoint(state, params, data_id="sha:60000", path=path)
 
 
 def test_an_interrupted_run_resumes_when_only_free_keys_changed(tmp_path: Path) -> None:
     _interrupted(tmp_path / "c.pt")
     changed = params_from_dict({"train": {"log_every": 7, "device": "cpu", "grid_size": 16}})
-    blob = load_resumable(tmp_path / "c.pt", changed, "sha:60000")
+    blob = load_resumable(tmp_path / "c.pt", changed, data_id="sha:60000")
     assert blob is not None and blob["loop"]["step"] == 7
 
 
@@ -29,25 +29,27 @@ def test_a_changed_config_or_dataset_is_refused_naming_what_changed(tmp_path: Pa
     _interrupted(tmp_path / "c.pt")
     changed = params_from_dict({"train": {"lr_g": 0.001}, "model": {"arch": "dcgan"}})
     with pytest.raises(CheckpointError) as error:
-        load_resumable(tmp_path / "c.pt", changed, "sha:60000")
+        load_resumable(tmp_path / "c.pt", changed, data_id="sha:60000")
     message = str(error.value)
     assert "interrupted run (step 7)" in message and "--fresh" in message
     assert "model.arch 'mlp' -> 'dcgan'" in message and "train.lr_g 0.0002 -> 0.001" in message
     with pytest.raises(CheckpointError, match="the prepared training data"):
-        load_resumable(tmp_path / "c.pt", params_from_dict({}), "other:1000")
+        load_resumable(tmp_path / "c.pt", params_from_dict({}), data_id="other:1000")
 
 
 def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
     _interrupted(tmp_path / "c.pt", complete=True)
-    assert load_resumable(tmp_path / "c.pt", params_from_dict({}), "sha:60000") is None
-    assert load_resumable(tmp_path / "missing.pt", params_from_dict({}), "sha:60000") is None
+    assert load_resumable(tmp_path / "c.pt", params_from_dict({}), data_id="sha:60000") is None
+    assert (
+        load_resumable(tmp_path / "missing.pt", params_from_dict({}), data_id="sha:60000") is None
+    )
 
 
 def test_weights_of_another_architecture_are_named_with_the_stored_one(tmp_path: Path) -> None:
     """A generator file whose weights are a DCGAN's but whose config says MLP."""
     dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
     path = tmp_path / "generator.pt"
-    save_generator(build_models(dcgan.model)[0], dcgan, path)
+    save_generator(build_models(dcgan.model)[0], dcgan, path=path)
     blob = torch.load(path, weights_only=True)
     blob["model"]["arch"] = "mlp"
     torch.save(blob, path)
@@ -64,7 +66,7 @@ def test_a_generator_of_another_architecture_than_params_yaml_loads_as_saved(
     """sample/evaluate rebuild the network from the file, not from params.yaml."""
     dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
     path = tmp_path / "generator.pt"
-    save_generator(build_models(dcgan.model)[0], dcgan, path)
+    save_generator(build_models(dcgan.model)[0], dcgan, path=path)
     generator, model_cfg = load_generator(path)
     assert model_cfg.arch == "dcgan"
     assert generator(torch.randn(3, model_cfg.latent_dim)).shape == (3, 1, 28, 28)
@@ -84,6 +86,6 @@ def test_a_generator_with_nan_weights_is_refused(tmp_path: Path) -> None:
     with torch.no_grad():
         next(generator.parameters())[0] = float("nan")
     path = tmp_path / "generator.pt"
-    save_generator(generator, params, path)
+    save_generator(generator, params, path=path)
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_generator(path)

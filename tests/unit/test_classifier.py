@@ -30,8 +30,8 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def digits(mnist_dir: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """1024 training and 256 test images of real MNIST with their labels."""
-    train_images, train_labels = load_split(mnist_dir, "mnist", "train", 1024)
-    test_images, test_labels = load_split(mnist_dir, "mnist", "test", 256)
+    train_images, train_labels = load_split(mnist_dir, "mnist", split="train", limit=1024)
+    test_images, test_labels = load_split(mnist_dir, "mnist", split="test", limit=256)
     return train_images, train_labels, test_images, test_labels
 
 
@@ -39,21 +39,23 @@ def digits(mnist_dir: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def trained(digits: tuple[Tensor, ...]) -> Classifier:
     torch.manual_seed(0)
     images, labels = digits[0], digits[1]
-    return train_classifier(Classifier(), images, labels, epochs=3, batch_size=64, lr=1e-3, seed=0)
+    return train_classifier(
+        Classifier(), images, labels=labels, epochs=3, batch_size=64, lr=1e-3, seed=0
+    )
 
 
 def test_a_few_epochs_on_1024_digits_classify_held_out_digits(
     trained: Classifier, digits: tuple[Tensor, ...]
 ) -> None:
-    untrained = accuracy(Classifier(), digits[2], digits[3])
-    learned = accuracy(trained, digits[2], digits[3])
+    untrained = accuracy(Classifier(), digits[2], labels=digits[3])
+    learned = accuracy(trained, digits[2], labels=digits[3])
     assert learned > 0.85 and learned > untrained + 0.5  # chance is 0.1
 
 
 def test_classify_gives_probabilities_and_128_d_features(
     trained: Classifier, digits: tuple[Tensor, ...]
 ) -> None:
-    outputs = classify(trained, digits[2][:100].split(30), CPU)
+    outputs = classify(trained, digits[2][:100].split(30), device=CPU)
     assert outputs.probabilities.shape == (100, 10) and outputs.features.shape == (100, 128)
     torch.testing.assert_close(outputs.probabilities.sum(1), torch.ones(100))
     assert not trained.training  # classify leaves the mode as it found it (eval after training)
@@ -66,13 +68,13 @@ def test_saved_classifier_loads_back_identical(
     save_classifier(trained, path, dataset_sha256="abc", accuracy=0.9)
     loaded, meta = load_classifier(path)
     assert meta["test_accuracy"] == 0.9 and meta["dataset_sha256"] == "abc"
-    before, after = (classify(m, [digits[2][:20]], CPU).features for m in (trained, loaded))
+    before, after = (classify(m, [digits[2][:20]], device=CPU).features for m in (trained, loaded))
     torch.testing.assert_close(after, before)
 
 
 def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})
-    save_generator(build_models(params.model)[0], params, tmp_path / "g.pt")
+    save_generator(build_models(params.model)[0], params, path=tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match=r"format 'ganops-generator/1', expected 'ganops-c"):
         load_classifier(tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match="run `ganops classifier`"):
@@ -94,10 +96,17 @@ def test_a_classifier_from_an_older_ganops_is_refused_in_one_line(tmp_path: Path
 def test_bf16_training_learns_and_leaves_float32_weights(digits: tuple[Tensor, ...]) -> None:
     torch.manual_seed(0)
     model = train_classifier(
-        Classifier(), digits[0], digits[1], epochs=2, batch_size=64, lr=1e-3, seed=0, bf16=True
+        Classifier(),
+        digits[0],
+        labels=digits[1],
+        epochs=2,
+        batch_size=64,
+        lr=1e-3,
+        seed=0,
+        bf16=True,
     )
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    assert accuracy(model, digits[2], digits[3]) > 0.8  # chance is 0.1
+    assert accuracy(model, digits[2], labels=digits[3]) > 0.8  # chance is 0.1
 
 
 def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng(

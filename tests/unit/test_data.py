@@ -66,10 +66,10 @@ def test_normalization_is_exact_at_both_ends() -> None:
 
 
 def test_download_from_local_dir_verifies_all_four(mnist_dir: Path, tmp_path: Path) -> None:
-    files = download(str(mnist_dir), "mnist", tmp_path / "raw")
+    files = download(str(mnist_dir), "mnist", out_dir=tmp_path / "raw")
     assert files == MNIST.sha256
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(MNIST.sha256)
-    images, labels = load_split(tmp_path / "raw", "mnist", "test", limit=10)
+    images, labels = load_split(tmp_path / "raw", "mnist", split="test", limit=10)
     assert images.shape == (10, 1, 28, 28) and labels.shape == (10,)
 
 
@@ -81,14 +81,14 @@ def test_original_and_recompressed_gz_both_pass(mnist_dir: Path, tmp_path: Path)
     original = (source / name).read_bytes()
     write_gz(source / name, gzip.decompress(original), level=1)
     assert (source / name).read_bytes() != original
-    assert download(source.as_uri(), "mnist", tmp_path / "raw") == MNIST.sha256
+    assert download(source.as_uri(), "mnist", out_dir=tmp_path / "raw") == MNIST.sha256
 
 
 def test_checksum_mismatch_names_the_file_and_keeps_previous_output(
     mnist_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "raw"
-    download(str(mnist_dir), "mnist", out)
+    download(str(mnist_dir), "mnist", out_dir=out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     source = tmp_path / "tampered"
     shutil.copytree(mnist_dir, source)
@@ -96,7 +96,7 @@ def test_checksum_mismatch_names_the_file_and_keeps_previous_output(
     labels[100] = (labels[100] + 1) % 10
     write_gz(source / "train-labels-idx1-ubyte.gz", bytes(labels))
     with pytest.raises(DataError, match=re.escape("train-labels-idx1-ubyte.gz: checksum mismatch")):
-        download(str(source), "mnist", out)
+        download(str(source), "mnist", out_dir=out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".raw")] == []
 
@@ -105,7 +105,7 @@ def test_missing_file_in_source_dir_is_named(tmp_path: Path) -> None:
     with pytest.raises(
         DataError, match=re.escape("train-images-idx3-ubyte.gz: not found in data.source")
     ):
-        download(str(tmp_path), "mnist", tmp_path / "raw")
+        download(str(tmp_path), "mnist", out_dir=tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
 
 
@@ -113,7 +113,7 @@ def test_source_that_is_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(
         DataError, match=re.escape("neither 'mirrors', a URL, nor an existing directory")
     ):
-        download(str(tmp_path / "nope"), "mnist", tmp_path / "raw")
+        download(str(tmp_path / "nope"), "mnist", out_dir=tmp_path / "raw")
 
 
 def test_offline_mirrors_say_how_to_use_a_local_copy(
@@ -128,7 +128,7 @@ def test_offline_mirrors_say_how_to_use_a_local_copy(
     monkeypatch.setattr(data.urllib.request, "urlopen", offline)
     monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError) as info:
-        download("mirrors", "mnist", tmp_path / "raw")
+        download("mirrors", "mnist", out_dir=tmp_path / "raw")
     message = str(info.value)
     assert "Offline?" in message and "data.source" in message
     # Every mirror torchvision lists, each retried three times.

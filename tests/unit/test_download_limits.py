@@ -134,7 +134,7 @@ def test_a_tiny_dataset_downloads_over_http_within_its_caps(
     serve: Callable[[Behaviour], str], tmp_path: Path
 ) -> None:
     """The caps admit a level-0 gzip: the largest any copy of the content can be."""
-    files = download(serve(files_from), "tiny", tmp_path / "raw", limits=FAST)
+    files = download(serve(files_from), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert files == data.DATASETS["tiny"].sha256
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(files)
     assert leftovers(tmp_path) == []
@@ -146,7 +146,7 @@ def test_a_trickling_source_fails_at_the_deadline_naming_url_and_limit(
     url = serve(trickle)
     start = time.monotonic()
     with pytest.raises(DataError) as error:
-        download(url, "tiny", tmp_path / "raw", limits=FAST)
+        download(url, "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert time.monotonic() - start < 2.0  # the deadline, a byte's wait and slack
     message = one_line(error)
     assert message.startswith(f"{url}/train-images-idx3-ubyte.gz: not downloaded within the 1 s")
@@ -168,7 +168,7 @@ def test_a_silent_source_fails_at_the_deadline_too(
     url = serve(silent)
     start = time.monotonic()
     with pytest.raises(DataError, match=r"not downloaded within the 1 s limit"):
-        download(url, "tiny", tmp_path / "raw", limits=FAST)
+        download(url, "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert time.monotonic() - start < 2.0
     assert leftovers(tmp_path) == []
 
@@ -178,7 +178,7 @@ def test_an_endless_body_stops_at_the_byte_cap(
 ) -> None:
     cap = data.DATASETS["tiny"].max_download_bytes("train-images-idx3-ubyte.gz")
     with pytest.raises(DataError) as error:
-        download(serve(endless), "tiny", tmp_path / "raw", limits=FAST)
+        download(serve(endless), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert f"more than {cap:,} bytes" in one_line(error)
     assert not (tmp_path / "raw").exists() and leftovers(tmp_path) == []
 
@@ -193,7 +193,7 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading(
         handler.wfile.write(bytes(1 << 16))
 
     with pytest.raises(DataError, match=r"more than [\d,]+ bytes, more than any gzip"):
-        download(serve(huge), "tiny", tmp_path / "raw", limits=FAST)
+        download(serve(huge), "tiny", out_dir=tmp_path / "raw", limits=FAST)
 
 
 def test_a_file_url_to_an_endless_file_stops_at_the_byte_cap(
@@ -204,7 +204,7 @@ def test_a_file_url_to_an_endless_file_stops_at_the_byte_cap(
     for name in tiny[0].sha256:
         (endless_dir / name).symlink_to("/dev/zero")
     with pytest.raises(DataError) as error:
-        download(endless_dir.as_uri(), "tiny", tmp_path / "raw", limits=FAST)
+        download(endless_dir.as_uri(), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert one_line(error).startswith(f"{endless_dir.as_uri()}/train-images-idx3-ubyte.gz: more")
     assert leftovers(tmp_path) == []
 
@@ -215,7 +215,7 @@ def test_a_huge_file_in_a_source_directory_is_capped_too(
     with (tiny[1] / "train-images-idx3-ubyte.gz").open("r+b") as stream:
         stream.truncate(1 << 30)  # sparse: 1 GiB that takes no disk
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: more than"):
-        download(str(tiny[1]), "tiny", tmp_path / "raw", limits=FAST)
+        download(str(tiny[1]), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert leftovers(tmp_path) == []
 
 
@@ -243,7 +243,7 @@ def test_a_killed_downloads_staging_dir_is_removed_by_the_next(
     for staging in (stale, live):
         staging.mkdir()
         (staging / "train-images-idx3-ubyte.gz").write_bytes(b"half")
-    download(str(tiny[1]), "tiny", tmp_path / "raw", limits=FAST)
+    download(str(tiny[1]), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert not stale.exists() and live.exists()
 
 

@@ -57,7 +57,7 @@ def twin_gans(model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[GAN, ClassicGAN
     torch.manual_seed(0)
     generator, discriminator = build_models(model_cfg)
     classic = build_classic_gan(copy.deepcopy(generator), copy.deepcopy(discriminator), cfg, CPU)
-    return build_gan(generator, discriminator, cfg, CPU), classic
+    return build_gan(generator, discriminator, cfg=cfg, device=CPU), classic
 
 
 def assert_same_state(fast: nn.Module, plain: nn.Module) -> None:
@@ -130,7 +130,9 @@ def test_fast_iteration_matches_reference_step(
     for _ in range(3):
         real = torch.rand(16, 1, 28, 28, generator=batches) * 2 - 1
         z = torch.randn(16, 8, generator=batches)
-        loss_d, loss_g, _, _ = train_iteration(gan, real, z, cfg, update_generator=True).tolist()
+        loss_d, loss_g, _, _ = train_iteration(
+            gan, real, z=z, cfg=cfg, update_generator=True
+        ).tolist()
         expected = reference_step(classic, real, z, real_label)
         assert loss_d == pytest.approx(expected.loss_d, abs=TOL)
         assert loss_g == pytest.approx(expected.loss_g, abs=TOL)
@@ -152,9 +154,10 @@ def test_ganops_epochs_are_permutations_cut_into_floor_n_over_b_batches(
     def record(
         gan: GAN,
         real: Tensor,
+        *,
         z: Tensor,
         cfg: TrainConfig,
-        update: bool,
+        update_generator: bool,
         labels: Tensor | None = None,
     ) -> Tensor:
         seen.append(real[:, 0, 0, 0].long().tolist())
@@ -163,7 +166,9 @@ def test_ganops_epochs_are_permutations_cut_into_floor_n_over_b_batches(
     monkeypatch.setattr(ganops.training.loop, "train_iteration", record)
     cfg = TrainConfig(device="cpu", batch_size=batch_size, epochs=epochs, log_every=1000)
     gan, _ = twin_gans(tiny_model("mlp"), cfg)
-    state = fit(gan, indexed_images(num_images), cfg, latent_dim=8, fixed_noise=torch.randn(4, 8))
+    state = fit(
+        gan, indexed_images(num_images), cfg=cfg, latent_dim=8, fixed_noise=torch.randn(4, 8)
+    )
     per_epoch = num_images // batch_size
     assert state.step == len(seen) == per_epoch * epochs
     assert all(len(batch) == batch_size for batch in seen)

@@ -41,7 +41,7 @@ def test_graphs_are_used_on_one_cuda_device_unless_off(
 ) -> None:
     cfg = TrainConfig(cuda_graph=setting)
     replicas = Replicas(rank=0, world_size=world_size)
-    assert use_cuda_graph(cfg, torch.device(device), replicas) is expected
+    assert use_cuda_graph(cfg, torch.device(device), replicas=replicas) is expected
 
 
 @pytest.mark.parametrize(
@@ -53,14 +53,16 @@ def test_on_where_graphs_are_impossible_is_one_clear_error(
 ) -> None:
     cfg = TrainConfig(cuda_graph="on")
     with pytest.raises(GanopsError, match=reason) as error:
-        use_cuda_graph(cfg, torch.device(device), Replicas(rank=0, world_size=world_size))
+        use_cuda_graph(cfg, torch.device(device), replicas=Replicas(rank=0, world_size=world_size))
     assert "train.cuda_graph" in str(error.value) and "'auto'" in str(error.value)
 
 
 def test_the_cpu_loop_iterates_eagerly() -> None:
     torch.manual_seed(0)
-    gan = build_gan(*build_models(ModelConfig(arch="mlp")), TrainConfig(), torch.device("cpu"))
-    iterate = iteration_for(gan, TrainConfig(), torch.device("cpu"), Replicas())
+    gan = build_gan(
+        *build_models(ModelConfig(arch="mlp")), cfg=TrainConfig(), device=torch.device("cpu")
+    )
+    iterate = iteration_for(gan, TrainConfig(), device=torch.device("cpu"), replicas=Replicas())
     assert not isinstance(iterate, GraphedIteration)
 
 
@@ -94,10 +96,10 @@ def test_a_graphed_runs_optimizer_state_resumes_eagerly_on_the_cpu() -> None:
 def test_the_eager_loop_turns_a_resumed_capturable_flag_off() -> None:
     cfg = TrainConfig(optimizer="rmsprop")
     torch.manual_seed(0)
-    gan = build_gan(*build_models(ModelConfig(arch="mlp")), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(ModelConfig(arch="mlp")), cfg=cfg, device=torch.device("cpu"))
     for group in gan.opt_d.param_groups:
         group["capturable"] = True
-    iteration_for(gan, cfg, torch.device("cpu"), Replicas())
+    iteration_for(gan, cfg, device=torch.device("cpu"), replicas=Replicas())
     assert [g["capturable"] for g in gan.opt_d.param_groups + gan.opt_g.param_groups] == [
         False,
         False,
@@ -118,7 +120,7 @@ def test_ema_follows_the_generator_updates_only() -> None:
     still happen once per generator update, not per iteration."""
     cfg = TrainConfig(epochs=1, batch_size=10, d_steps=2, ema_decay=0.5, log_every=1)
     gan, images = _gan(_tiny("mlp", d_dropout=0.0), cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(4, 8))
+    fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(4, 8))
     assert gan.ema is not None
     assert int(gan.ema.n_averaged) == len(images) // cfg.batch_size // 2
 
@@ -132,7 +134,7 @@ def _tiny(arch: str, d_dropout: float = 0.0, **extra: object) -> ModelConfig:
 
 def _gan(model: ModelConfig, cfg: TrainConfig, device: torch.device) -> tuple[GAN, torch.Tensor]:
     torch.manual_seed(0)
-    gan = build_gan(*build_models(model), cfg, device)
+    gan = build_gan(*build_models(model), cfg=cfg, device=device)
     images = torch.rand(160, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     return gan, images.to(device)
 
@@ -144,7 +146,7 @@ def _train(model: ModelConfig, cfg: TrainConfig) -> tuple[GAN, LoopState]:
     state = fit(
         gan,
         images,
-        cfg,
+        cfg=cfg,
         latent_dim=model.latent_dim,
         fixed_noise=torch.zeros(4, model.latent_dim, device=CUDA),
         labels=labels,

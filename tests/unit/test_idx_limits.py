@@ -67,7 +67,7 @@ def test_prepare_refuses_a_bomb_within_the_promised_size(tmp_path: Path) -> None
     bomb(raw / images, idx_header(60_000, 28, 28), expands_to=2 << 30)
     (raw / "manifest.json").write_text(json.dumps({"dataset": "mnist", "sha256": "x"}))
     error, peak = peak_memory(
-        lambda: prepare.run(DataConfig(dataset="mnist"), raw, tmp_path / "prepared")
+        lambda: prepare.run(DataConfig(dataset="mnist"), raw, out_dir=tmp_path / "prepared")
     )
     assert isinstance(error, DataError) and "but the file has more (stopped there)" in str(error)
     assert peak < 47_040_016 + 8 * MiB  # the promised array and a few MiB, not 2 GiB

@@ -31,8 +31,8 @@ def test_curves_png_draws_every_panel(tmp_path: Path) -> None:
     ]
     quality = [{"step": 50 * e, "epoch": e, "fcd": 10.0 / e, "class_kl": 0.1} for e in (1, 2)]
     empty, full = tmp_path / "empty.png", tmp_path / "full.png"
-    training_curves_png(losses, [], empty)
-    training_curves_png(losses, quality, full)
+    training_curves_png(losses, [], path=empty)
+    training_curves_png(losses, quality, path=full)
     assert _pixels(full).shape == (700, 1100, 3)  # 11 x 7 inches at 100 dpi
     # The quality panels (lower half) hold curves only when there was quality data.
     lower_full, lower_empty = _pixels(full)[350:], _pixels(empty)[350:]
@@ -49,7 +49,7 @@ def test_per_epoch_panels_tick_whole_epochs_only(
     close = plt.close
     monkeypatch.setattr(plt, "close", lambda figure: (figures.append(figure), close(figure)))
     quality = [{"step": 50 * e, "epoch": e, "fcd": 10.0 / e, "class_kl": 0.1} for e in (1, 2, 3)]
-    training_curves_png([], quality, tmp_path / "curves.png")
+    training_curves_png([], quality, path=tmp_path / "curves.png")
     epoch_axes = [axis for axis in figures[0].axes if axis.get_xlabel() == "epoch"]
     assert len(epoch_axes) == 2
     for axis in epoch_axes:

@@ -58,7 +58,7 @@ def test_dvc_exp_run_of_a_recipe_sets_exactly_its_params(
 ) -> None:
     """The printed command, applied by DVC's own -S parser to a copy of params.yaml, gives
     the recipe's params: every value arrives with its type (lists, bools, 1e-08)."""
-    recipe = load_recipe(name, RECIPES, base)
+    recipe = load_recipe(name, RECIPES, base=base)
     command = dvc_command(recipe)
     assert command[:5] == ["dvc", "exp", "run", "-n", name]
     copy = tmp_path / "params.yaml"
@@ -68,7 +68,7 @@ def test_dvc_exp_run_of_a_recipe_sets_exactly_its_params(
 
 
 def test_the_default_recipe_is_params_yaml(base: Params) -> None:
-    recipe = load_recipe("ganops-default", RECIPES, base)
+    recipe = load_recipe("ganops-default", RECIPES, base=base)
     assert recipe.changes == {}, "recipes/ganops-default.yaml and params.yaml differ"
 
 
@@ -77,7 +77,7 @@ def test_a_recipe_starts_from_config_defaults_not_params_yaml(base: Params) -> N
     shifted = dataclasses.replace(
         base, train=dataclasses.replace(base.train, log_every=7, ema_decay=0.5)
     )
-    recipe = load_recipe("pytorch-mlp", RECIPES, shifted)
+    recipe = load_recipe("pytorch-mlp", RECIPES, base=shifted)
     assert recipe.params.train.ema_decay == 0.0 and recipe.params.train.log_every == 7
     assert "train.log_every" in OPERATIONAL_KEYS and "train.log_every" not in recipe.changes
     assert recipe.params.data == base.data and recipe.params.evaluate == base.evaluate
@@ -87,7 +87,7 @@ def test_a_recipe_starts_from_config_defaults_not_params_yaml(base: Params) -> N
 def test_each_recipe_trains_a_few_steps_on_the_cpu(name: str, base: Params) -> None:
     """The recipe's networks, loss, optimizer and loop at full width, on 32 random images in
     batches of 8: 4 steps, finite losses, and the generator moved."""
-    params = load_recipe(name, RECIPES, base).params
+    params = load_recipe(name, RECIPES, base=base).params
     params = dataclasses.replace(
         params,
         train=dataclasses.replace(
@@ -131,16 +131,16 @@ def test_a_bad_recipe_is_one_error_naming_the_key_and_the_file(
 ) -> None:
     directory = _recipe(tmp_path, text)
     with pytest.raises(ConfigError, match=r"mine\.yaml") as error:
-        load_recipe("mine", directory, base)
+        load_recipe("mine", directory, base=base)
     assert named in str(error.value)
 
 
 def test_an_unknown_recipe_lists_the_known_ones(base: Params, tmp_path: Path) -> None:
     directory = _recipe(tmp_path, "train:\n  epochs: 3\n")
     with pytest.raises(UsageError, match=r"no recipe 'nope' .*recipes there: mine"):
-        load_recipe("nope", directory, base)
+        load_recipe("nope", directory, base=base)
     with pytest.raises(UsageError, match="no recipe"):
-        load_recipe("../params", directory, base)  # names are file stems, nothing else
+        load_recipe("../params", directory, base=base)  # names are file stems, nothing else
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_override_values_are_what_hydra_reads_back(value: object, written: str) 
 
 def test_strings_hydra_would_misread_arrive_as_strings(base: Params, tmp_path: Path) -> None:
     text = "train:\n  diffaugment: translation,cutout\n"
-    recipe = load_recipe("mine", _recipe(tmp_path, text), base)
+    recipe = load_recipe("mine", _recipe(tmp_path, text), base=base)
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
     apply_overrides(copy, _overrides(dvc_command(recipe)))
@@ -200,4 +200,4 @@ def test_cli_bad_recipe_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_flat_keys_of_a_recipe_are_params_keys(base: Params) -> None:
     for name in recipe_names(RECIPES):
-        assert set(load_recipe(name, RECIPES, base).changes) <= set(to_flat_dict(base))
+        assert set(load_recipe(name, RECIPES, base=base).changes) <= set(to_flat_dict(base))

@@ -59,13 +59,22 @@ def _generator_file(tmp_path: Path, conditional: bool) -> Path:
         }
     )
     path = tmp_path / "generator.pt"
-    save_generator(build_models(params.model)[0], params, path)
+    save_generator(build_models(params.model)[0], params, path=path)
     return path
 
 
 def test_grid_and_single_images_are_written(tmp_path: Path) -> None:
     model = _generator_file(tmp_path, conditional=True)
-    images = sample.run(model, tmp_path / "grid.png", 10, 0, 4, None, tmp_path / "each", "cpu")
+    images = sample.run(
+        model,
+        tmp_path / "grid.png",
+        num=10,
+        seed=0,
+        digit=4,
+        interpolate_to=None,
+        images_dir=tmp_path / "each",
+        device_name="cpu",
+    )
     assert images.shape == (10, 1, 28, 28)
     grid = Image.open(tmp_path / "grid.png")
     assert grid.size == (4 * 30 + 2, 3 * 30 + 2)  # ceil(sqrt(10)) = 4 columns, 2 px padding
@@ -75,7 +84,16 @@ def test_grid_and_single_images_are_written(tmp_path: Path) -> None:
 
 def test_a_walk_is_one_row(tmp_path: Path) -> None:
     model = _generator_file(tmp_path, conditional=False)
-    sample.run(model, tmp_path / "walk.png", 7, 0, None, 5, None, "cpu")
+    sample.run(
+        model,
+        tmp_path / "walk.png",
+        num=7,
+        seed=0,
+        digit=None,
+        interpolate_to=5,
+        images_dir=None,
+        device_name="cpu",
+    )
     assert Image.open(tmp_path / "walk.png").size == (7 * 30 + 2, 32)
 
 
@@ -94,5 +112,14 @@ def test_sample_options_out_of_range_are_one_usage_error(
 
     model = _generator_file(tmp_path, conditional=False)
     with pytest.raises(UsageError, match=re.escape(fragment)):
-        sample.run(model, tmp_path / "s.png", num, seed, None, None, None, "cpu")
+        sample.run(
+            model,
+            tmp_path / "s.png",
+            num=num,
+            seed=seed,
+            digit=None,
+            interpolate_to=None,
+            images_dir=None,
+            device_name="cpu",
+        )
     assert not (tmp_path / "s.png").exists()

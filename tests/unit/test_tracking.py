@@ -95,7 +95,7 @@ def test_opening_a_run_prints_no_mlflow_info_lines(
     from ganops.tracking.runs import training_run
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/fresh.db")  # new tables
-    with training_run(Params(), tmp_path, {}) as run:
+    with training_run(Params(), tmp_path, tags={}) as run:
         assert run["run_id"]
     assert " INFO " not in capfd.readouterr().err
 

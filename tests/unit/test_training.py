@@ -37,11 +37,11 @@ def run(
 ) -> tuple[LoopState, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_models(model)
-    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
     result = fit(
         gan,
         images,
-        cfg,
+        cfg=cfg,
         latent_dim=model.latent_dim,
         fixed_noise=torch.zeros(4, model.latent_dim),
         hooks=Hooks(logger=logger or NullLogger()),
@@ -80,8 +80,8 @@ def test_k_discriminator_steps_per_generator_step(images: torch.Tensor) -> None:
     cfg = TrainConfig(epochs=1, batch_size=10, d_steps=5)
     torch.manual_seed(0)
     generator, discriminator = build_models(MODEL)
-    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
+    fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
     d_steps = gan.opt_d.state_dict()["state"][0]["step"].item()
     g_steps = gan.opt_g.state_dict()["state"][0]["step"].item()
     assert (d_steps, g_steps) == (10, 2)
@@ -100,8 +100,8 @@ def test_wgan_clips_critic_weights(images: torch.Tensor) -> None:
     cfg = TrainConfig(epochs=1, batch_size=25, loss="wgan", optimizer="rmsprop", clip_value=0.01)
     torch.manual_seed(0)
     generator, discriminator = build_models(MODEL)
-    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
+    fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
     assert max(p.abs().max().item() for p in gan.discriminator.parameters()) <= 0.01
 
 
@@ -129,7 +129,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(
     uninterrupted, reference = run(cfg, images, model)
 
     torch.manual_seed(cfg.seed)
-    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
     saved: dict[str, object] = {}
 
     def checkpoint(state: LoopState) -> None:  # what the train stage stores, in memory
@@ -147,10 +147,10 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(
     hooks = Hooks(on_checkpoint=checkpoint, should_stop=lambda: gan_steps() >= 9)
     gan_steps = lambda: gan.opt_d.state_dict()["state"][0]["step"].item()  # noqa: E731
     with pytest.raises(Interrupted, match="step 9"):
-        fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8), hooks=hooks)
+        fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8), hooks=hooks)
 
     torch.manual_seed(999)  # a new process: nothing left over from the first one
-    resumed = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    resumed = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
     resumed.generator.load_state_dict(saved["g"])
     resumed.discriminator.load_state_dict(saved["d"])
     resumed.opt_g.load_state_dict(saved["og"])
@@ -161,7 +161,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(
     state = fit(
         resumed,
         images,
-        cfg,
+        cfg=cfg,
         latent_dim=8,
         fixed_noise=torch.zeros(2, 8),
         state=LoopState.from_state_dict(saved["loop"]),
@@ -176,13 +176,13 @@ def test_conditional_gan_trains_on_image_labels(images: torch.Tensor) -> None:
     model = dataclasses.replace(MODEL, conditional=True)
     cfg = TrainConfig(epochs=2, batch_size=25, log_every=2)
     torch.manual_seed(cfg.seed)
-    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
     logger = RecordingLogger()
     labels = torch.arange(len(images)) % 10
     state = fit(
         gan,
         images,
-        cfg,
+        cfg=cfg,
         latent_dim=model.latent_dim,
         fixed_noise=torch.zeros(10, model.latent_dim),
         labels=labels,
@@ -201,10 +201,10 @@ def test_a_diverged_state_is_never_checkpointed_between_log_readings(
     )
     saved: list[torch.Tensor] = []
     torch.manual_seed(cfg.seed)
-    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(MODEL), cfg=cfg, device=torch.device("cpu"))
     hooks = Hooks(on_checkpoint=lambda state: saved.append(state.sums.clone()))
     with pytest.raises(GanopsError, match=r"not finite at step \d+"):
-        fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(1, 8), hooks=hooks)
+        fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(1, 8), hooks=hooks)
     assert all(torch.isfinite(sums).all() for sums in saved)
 
 
@@ -230,10 +230,10 @@ def test_precision_sets_the_forward_passes_dtype_and_keeps_fp32_weights(
     cfg = TrainConfig(epochs=2, batch_size=20, precision=precision, loss=loss, log_every=1)
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_models(MODEL)
-    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
     g_seen, d_seen = _training_linear_dtypes(generator), _training_linear_dtypes(discriminator)
     before = copy.deepcopy(generator.state_dict())
-    state = fit(gan, images, cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(4, 8))
+    state = fit(gan, images, cfg=cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(4, 8))
     assert state.step == 10
     assert g_seen == d_seen == {dtype}
     for module in (gan.generator, gan.discriminator):
@@ -250,11 +250,11 @@ def test_bf16_without_native_support_warns_with_the_fix(
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(ganops.devices, "native_bf16", lambda device: False)
-    warning = ganops.devices.precision_warning(key, "bf16", cpu)
+    warning = ganops.devices.precision_warning(key, "bf16", device=cpu)
     assert warning is not None and key in warning and "'fp32'" in warning
-    assert ganops.devices.precision_warning(key, "fp32", cpu) is None
+    assert ganops.devices.precision_warning(key, "fp32", device=cpu) is None
     monkeypatch.setattr(ganops.devices, "native_bf16", lambda device: True)
-    assert ganops.devices.precision_warning(key, "bf16", cpu) is None
+    assert ganops.devices.precision_warning(key, "bf16", device=cpu) is None
 
 
 @pytest.mark.parametrize(
@@ -279,7 +279,7 @@ def test_ema_warmup_ramps_the_decay_up() -> None:
     """Update 1 copies; update n + 1 uses min(decay, (1 + n) / (10 + n)) of the old average."""
     cfg = TrainConfig(ema_decay=0.999, ema_warmup=True)
     generator, discriminator = build_models(MODEL)
-    gan = build_gan(generator, discriminator, cfg, torch.device("cpu"))
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
     assert gan.ema is not None
     weight = next(gan.generator.parameters())
     averaged = next(gan.ema.module.parameters())
@@ -324,8 +324,8 @@ def test_lr_schedules(schedule: str, middle: float, last: float, images: torch.T
     # Through the loop: 100 images / batch 25 = 4 steps; the last one trains at step 3 of 4.
     cfg = TrainConfig(epochs=1, batch_size=25, lr_schedule=schedule, lr_g=0.001, lr_d=0.002)
     torch.manual_seed(0)
-    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
-    fit(gan, images, cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(1, 8))
+    gan = build_gan(*build_models(MODEL), cfg=cfg, device=torch.device("cpu"))
+    fit(gan, images, cfg=cfg, latent_dim=MODEL.latent_dim, fixed_noise=torch.zeros(1, 8))
     assert gan.opt_g.param_groups[0]["lr"] == pytest.approx(0.001 * last)
     assert gan.opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * last)
 
@@ -342,8 +342,10 @@ def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tenso
     for gamma in (0.0, 3.0):
         torch.manual_seed(0)
         cfg = TrainConfig(r1_gamma=gamma, r1_every=2, lr_d=1e-12)
-        gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
-        losses[gamma] = [discriminator_step(gan, real, fake, cfg)[0].item() for _ in range(3)]
+        gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
+        losses[gamma] = [
+            discriminator_step(gan, real, fake=fake, cfg=cfg)[0].item() for _ in range(3)
+        ]
         assert gan.d_updates == 3
     first, last = (m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear))
     hidden = first(real.flatten(1)).squeeze(1)
@@ -383,7 +385,7 @@ def test_feature_matching_moves_g_toward_the_real_feature_means(
     )
     cfg = TrainConfig(loss="feature_matching", lr_g=1e-2)
     torch.manual_seed(0)
-    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
     real, z = images[:16], torch.randn(16, 8)
     gan.generator.eval()  # BatchNorm on running stats: the same fakes before and after
 
@@ -395,7 +397,7 @@ def test_feature_matching_moves_g_toward_the_real_feature_means(
 
     before = distance()
     for _ in range(5):
-        generator_step(gan, gan.generator(z), cfg, real=real)
+        generator_step(gan, gan.generator(z), cfg=cfg, real=real)
     assert distance() < before
 
 
@@ -415,7 +417,7 @@ def test_keras_inverse_time_decay_counts_each_optimizers_own_updates() -> None:
     from ganops.training.step import set_learning_rates
 
     cfg = TrainConfig(optimizer="rmsprop", lr_g=4e-4, lr_d=4e-4, lr_decay=0.5, d_steps=2)
-    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(MODEL), cfg=cfg, device=torch.device("cpu"))
     set_learning_rates(gan, cfg, step=6, total_steps=100)
     assert gan.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 6))
     assert gan.opt_g.param_groups[0]["lr"] == pytest.approx(4e-4 / (1 + 0.5 * 3))
@@ -424,7 +426,7 @@ def test_keras_inverse_time_decay_counts_each_optimizers_own_updates() -> None:
 def _constant_logit_gan(cfg: TrainConfig, logit: float) -> GAN:
     """An MLP GAN whose D says ``logit`` for every image (zero weights, that bias)."""
     model = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(8,), d_hidden=(1,), d_dropout=0.0)
-    gan = build_gan(*build_models(model), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
     with torch.no_grad():
         for param in gan.discriminator.parameters():
             param.zero_()
@@ -442,9 +444,9 @@ def test_sigmoid_before_bce_is_the_keras_tutorials_loss_by_hand(images: torch.Te
     for bug, loss_d, loss_g in [(False, 2 * math.log(2), math.log(2)), (True, 1.448154, 0.474077)]:
         cfg = TrainConfig(sigmoid_before_bce=bug, lr_d=1e-12, lr_g=1e-12)
         gan = _constant_logit_gan(cfg, 0.0)
-        stats = discriminator_step(gan, real, fake, cfg)
+        stats = discriminator_step(gan, real, fake=fake, cfg=cfg)
         assert stats.tolist() == pytest.approx([loss_d, 0.5, 0.5], abs=1e-5)
-        assert generator_step(gan, fake.requires_grad_(), cfg).item() == pytest.approx(
+        assert generator_step(gan, fake.requires_grad_(), cfg=cfg).item() == pytest.approx(
             loss_g, abs=1e-5
         )
 
@@ -469,12 +471,12 @@ def test_g_resample_gives_the_g_step_its_own_batch(
     noise, in each of the 2 steps that update G."""
     cfg = TrainConfig(epochs=1, batch_size=25, d_steps=2, g_resample=resample)
     torch.manual_seed(0)
-    gan = build_gan(*build_models(MODEL), cfg, torch.device("cpu"))
+    gan = build_gan(*build_models(MODEL), cfg=cfg, device=torch.device("cpu"))
     noise: list[torch.Tensor] = []
     gan.generator.register_forward_hook(
         lambda module, args, out: noise.append(args[0]) if module.training else None
     )
-    fit(gan, images, cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
+    fit(gan, images, cfg=cfg, latent_dim=8, fixed_noise=torch.zeros(2, 8))
     assert len(noise) == forwards
     if resample:  # steps 2 and 4: the D step's noise, then the G step's
         assert not torch.equal(noise[1], noise[2]) and not torch.equal(noise[4], noise[5])
@@ -486,10 +488,12 @@ def test_random_batches_are_drawn_with_replacement() -> None:
     from ganops.training.loop import batch_indices
 
     rng = torch.Generator().manual_seed(0)
-    drawn = batch_indices(LoopState(), TrainConfig(batch_size=10, batch_sampling="random"), 10, rng)
+    drawn = batch_indices(
+        LoopState(), TrainConfig(batch_size=10, batch_sampling="random"), num_images=10, rng=rng
+    )
     assert drawn.shape == (10,) and drawn.unique().numel() < 10
     state = LoopState()
-    order = batch_indices(state, TrainConfig(batch_size=10), 10, rng)
+    order = batch_indices(state, TrainConfig(batch_size=10), num_images=10, rng=rng)
     assert sorted(order.tolist()) == list(range(10)) and state.order is not None
 
 

@@ -42,7 +42,7 @@ class EpochEvaluator:
     ) -> None:
         self.classifier, self.every, self.device = classifier.to(device), every, device
         self.share = real_class_share(train_labels, classifier.num_classes)
-        self.real: Outputs = classify(self.classifier, real_images.split(_CHUNK), device)
+        self.real: Outputs = classify(self.classifier, real_images.split(_CHUNK), device=device)
         # Drawn on the CPU from their own seed: the training RNG is never touched.
         rng = torch.Generator().manual_seed(seed)
         self.noise = torch.randn(len(real_images), latent_dim, generator=rng).to(device)
@@ -52,11 +52,11 @@ class EpochEvaluator:
         """The quality metrics at the end of ``epoch``, or {} if this epoch is not scored."""
         if self.every == 0 or epoch % self.every:
             return {}
-        images = sample_images(generator, self.noise, self.labels)  # one pass: ~1k images
+        images = sample_images(generator, self.noise, labels=self.labels)  # one pass: ~1k images
         from ganops.metrics.suite import classifier_metrics  # torchmetrics: slow to import
 
-        fake = classify(self.classifier, images.split(_CHUNK), self.device)
-        metrics, _ = classifier_metrics(fake, self.real, self.share)
+        fake = classify(self.classifier, images.split(_CHUNK), device=self.device)
+        metrics, _ = classifier_metrics(fake, self.real, real_share=self.share)
         by_family = {family_of(name): value for name, value in metrics.items()}  # fcd_1k -> fcd
         return {name: by_family[name] for name in QUALITY_NAMES}
 

@@ -72,8 +72,8 @@ def score_images(
         fake = Outputs(
             torch.cat([o.probabilities for o in judged]), torch.cat([o.features for o in judged])
         )
-        real_out = classify(classifier, real.split(cfg.batch_size), device)
-        class_metrics, report = classifier_metrics(fake, real_out, share)
+        real_out = classify(classifier, real.split(cfg.batch_size), device=device)
+        class_metrics, report = classifier_metrics(fake, real_out, real_share=share)
         scores.metrics.update(class_metrics)
         scores.class_counts, scores.real_share = report.counts, share
     return scores
@@ -103,5 +103,5 @@ def _checked(
                     "again (e.g. with a lower train.lr_g/train.lr_d)"
                 )
             if classifier is not None:
-                judged.append(classify(classifier, [part], device))
+                judged.append(classify(classifier, [part], device=device))
             yield part

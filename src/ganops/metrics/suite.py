@@ -28,7 +28,7 @@ def inception_metrics(fake: Tensor, real: Tensor, *, seed: int) -> dict[str, flo
 
 
 def classifier_metrics(
-    fake: Outputs, real: Outputs, real_share: Tensor
+    fake: Outputs, real: Outputs, *, real_share: Tensor
 ) -> tuple[dict[str, float], ClassReport]:
     """The class report of the generated images and the Fréchet distance of classifier features
     (``fcd_<n>``: like FID, in a space that knows what digits look like)."""

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 
-def sample_images(generator: nn.Module, z: Tensor, labels: Tensor | None = None) -> Tensor:
+def sample_images(generator: nn.Module, z: Tensor, *, labels: Tensor | None = None) -> Tensor:
     """Generate in eval mode (BatchNorm running statistics, no dropout), then restore."""
     was_training = generator.training
     generator.eval()
@@ -22,8 +22,8 @@ def sample_images(generator: nn.Module, z: Tensor, labels: Tensor | None = None)
 def generated_batches(
     generator: nn.Module,
     latent_dim: int,
-    total: int,
     *,
+    total: int,
     batch_size: int,
     device: torch.device,
     seed: int,
@@ -37,4 +37,4 @@ def generated_batches(
         n = min(batch_size, total - start)
         z = torch.randn(n, latent_dim, device=device, generator=rng)
         labels = None if classes is None else classes[start : start + n].to(device)
-        yield sample_images(generator, z, labels)
+        yield sample_images(generator, z, labels=labels)

@@ -15,7 +15,7 @@ from ganops.progress import Progress
 from ganops.stages.common import resolve_device
 
 
-def run(cfg: ClassifierConfig, data_dir: Path, out_dir: Path) -> float:
+def run(cfg: ClassifierConfig, data_dir: Path, *, out_dir: Path) -> float:
     """Write ``out_dir/classifier.pt`` and ``out_dir/metrics.json`` (test accuracy)."""
     device = resolve_device(cfg.device, "classifier.device")
     ensure_writable(out_dir)
@@ -29,14 +29,14 @@ def run(cfg: ClassifierConfig, data_dir: Path, out_dir: Path) -> float:
         train_classifier(
             model,
             images.to(device),
-            labels.to(device),
+            labels=labels.to(device),
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             seed=cfg.seed,
             on_batch=lambda loss: bar.update(1, f"loss={loss:.3f}"),
         )
-    test_accuracy = accuracy(model, test_images, test_labels)
+    test_accuracy = accuracy(model, test_images, labels=test_labels)
     save_classifier(
         model,
         out_dir / outputs.CLASSIFIER,

@@ -24,7 +24,7 @@ def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:
         sigterm_unwinds(),
         Progress(total=0, desc=f"download {cfg.dataset}", unit="B", interval=5.0) as bar,
     ):
-        files = download(cfg.source, cfg.dataset, out_dir, on_bytes=bar.update)
+        files = download(cfg.source, cfg.dataset, out_dir=out_dir, on_bytes=bar.update)
     manifest: dict[str, object] = {
         "dataset": cfg.dataset,
         "sha256": dataset_checksum(files),

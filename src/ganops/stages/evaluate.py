@@ -29,11 +29,11 @@ from ganops.stages.common import resolve_device
 def run(
     params: Params,
     data_dir: Path,
+    *,
     models_dir: Path,
     train_dir: Path,
     out_dir: Path,
     cache_dir: Path,
-    *,
     classifier_path: Path | None = None,
     floor: bool = False,
 ) -> dict[str, float]:
@@ -44,7 +44,7 @@ def run(
     """
     cfg, n = params.evaluate, params.evaluate.num_samples
     device = resolve_device(cfg.device, "evaluate.device")
-    if slow := precision_warning("evaluate.precision", cfg.precision, device):
+    if slow := precision_warning("evaluate.precision", cfg.precision, device=device):
         print(f"warning: {slow}", file=sys.stderr)
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator_path = scored_generator(models_dir, cfg.generator)
@@ -65,7 +65,7 @@ def run(
         batches = generated_batches(
             generator.to(device),
             model_cfg.latent_dim,
-            n,
+            total=n,
             batch_size=cfg.batch_size,
             device=device,
             seed=cfg.seed,

@@ -32,12 +32,12 @@ def read_manifest(raw_dir: Path, dataset: str) -> dict[str, object]:
     return dict(manifest)
 
 
-def run(cfg: DataConfig, raw_dir: Path, out_dir: Path) -> dict[str, object]:
+def run(cfg: DataConfig, raw_dir: Path, *, out_dir: Path) -> dict[str, object]:
     """Write ``<out_dir>/{train,test}.pt`` (images float32 in [-1,1], labels int64) and meta."""
     manifest = read_manifest(raw_dir, cfg.dataset)
     meta: dict[str, object] = {"dataset": cfg.dataset, "dataset_sha256": manifest["sha256"]}
     for split, limit in zip(SPLITS, (cfg.train_subset, cfg.test_subset), strict=True):
-        images, labels = load_split(raw_dir, cfg.dataset, split, limit)
+        images, labels = load_split(raw_dir, cfg.dataset, split=split, limit=limit)
         path = out_dir / outputs.PREPARED[split]
         # Contiguous, plain tensors so torch.load(weights_only=True, mmap=True) maps them.
         save_torch({"images": images.contiguous(), "labels": labels.contiguous()}, path)

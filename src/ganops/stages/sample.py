@@ -34,6 +34,7 @@ def _noise(seed: int, n: int, latent_dim: int) -> Tensor:
 def sample_inputs(
     latent_dim: int,
     conditional: bool,
+    *,
     num: int,
     seed: int,
     digit: int | None = None,
@@ -71,6 +72,7 @@ MAX_IMAGES = 10_000  # one PNG grid; more is a job for `ganops evaluate`
 def run(
     model_path: Path,
     out: Path,
+    *,
     num: int,
     seed: int,
     digit: int | None,
@@ -89,10 +91,15 @@ def run(
     device = resolve_device(device_name, "--device")
     generator, model_cfg = load_generator(model_path)
     z, labels = sample_inputs(
-        model_cfg.latent_dim, model_cfg.conditional, num, seed, digit, interpolate_to
+        model_cfg.latent_dim,
+        model_cfg.conditional,
+        num=num,
+        seed=seed,
+        digit=digit,
+        interpolate_to=interpolate_to,
     )
     images = sample_images(
-        generator.to(device), z.to(device), None if labels is None else labels.to(device)
+        generator.to(device), z.to(device), labels=None if labels is None else labels.to(device)
     ).cpu()
     nrow = num if interpolate_to is not None else None  # a walk reads as one row
     save_png(grid_array(images, nrow=nrow), out)

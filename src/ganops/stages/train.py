@@ -30,9 +30,9 @@ from ganops.training.run_files import resume_or_start, write_outputs
 def run(
     params: Params,
     data_dir: Path,
+    *,
     models_dir: Path,
     out_dir: Path,
-    *,
     fresh: bool = False,
     classifier: Path | None = None,
 ) -> LoopState:
@@ -43,20 +43,26 @@ def run(
     distributed.check_batch_size(params.train.batch_size, replicas)
     device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
-    graphed = use_cuda_graph(params.train, device, replicas)  # 'on' where impossible: fail now
+    graphed = use_cuda_graph(
+        params.train, device, replicas=replicas
+    )  # 'on' where impossible: fail now
     main = replicas.is_main
-    if main and (slow := precision_warning("train.precision", params.train.precision, device)):
+    if main and (
+        slow := precision_warning("train.precision", params.train.precision, device=device)
+    ):
         print(f"warning: {slow}", file=sys.stderr)
     data = TrainData.load(data_dir)
     checkpoint_path = models_dir / outputs.CHECKPOINT
-    resume = resume_or_start(params, data.data_id, models_dir, out_dir, fresh=fresh, main=main)
+    resume = resume_or_start(
+        params, data.data_id, models_dir=models_dir, out_dir=out_dir, fresh=fresh, main=main
+    )
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
     started = time.monotonic()
     with ExitStack() as stack:
         stack.enter_context(distributed.process_group(replicas, device))
-        gan, state = new_gan(params, device, resume)
+        gan, state = new_gan(params, device, resume=resume)
         run_id = resume.get("run_id") if resume else None
         logger, ref = stack.enter_context(
             training_logger(params, tags, run_id=run_id, enabled=main)
@@ -66,7 +72,7 @@ def run(
             if main:
                 blob = {**gan_state(gan), "loop": loop.state_dict(), "complete": complete}
                 blob["run_id"] = ref.get("run_id")
-                save_checkpoint(blob, params, data.data_id, checkpoint_path)
+                save_checkpoint(blob, params, data_id=data.data_id, path=checkpoint_path)
 
         hooks = Hooks(on_checkpoint=checkpoint)
         if main and classifier is not None:
@@ -79,7 +85,9 @@ def run(
             )
             earlier = [row["fcd"] for row in (state.quality if state else []) if "fcd" in row]
             if score is not None:
-                hooks.evaluate_epoch = keeping_best(score, params, models_dir, earlier=earlier)
+                hooks.evaluate_epoch = keeping_best(
+                    score, params, models_dir=models_dir, earlier=earlier
+                )
         with stop_on_signals() as stop:  # only around the loop: uploads can still be cut short
             hooks.should_stop = stop
             result = train(

@@ -82,7 +82,9 @@ def training_logger(
         return
     with ExitStack() as stack:
         try:
-            run_ref = stack.enter_context(training_run(params, Path.cwd(), tags, run_id=run_id))
+            run_ref = stack.enter_context(
+                training_run(params, Path.cwd(), tags=tags, run_id=run_id)
+            )
         except TrackingError as error:
             if params.tracking.required:
                 raise

@@ -172,7 +172,7 @@ def describe_changes(params: Params) -> str:
 
 @contextmanager
 def training_run(
-    params: Params, cwd: Path, tags: dict[str, str], run_id: str | None = None
+    params: Params, cwd: Path, *, tags: dict[str, str], run_id: str | None = None
 ) -> Iterator[dict[str, str]]:
     """Open the MLflow run for a training job (or reopen ``run_id`` when resuming); yields
     its reference (``run_id``, ``uri``)."""
@@ -302,7 +302,7 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 CANDIDATE, CHAMPION = "candidate", "champion"
 
 
-def log_generator(generator: nn.Module, model_cfg: ModelConfig, registered_name: str) -> None:
+def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_name: str) -> None:
     """Log the generator as an MLflow PyTorch model that loads back and generates, and
     register it as ``registered_name`` with the alias ``candidate`` (unless the name is empty).
 
@@ -352,7 +352,7 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
 
 
 def log_to_run(
-    run_ref: dict[str, str], metrics: dict[str, float], tags: dict[str, Any] | None = None
+    run_ref: dict[str, str], metrics: dict[str, float], *, tags: dict[str, Any] | None = None
 ) -> None:
     """Add metrics (e.g. FID from the evaluate stage) to an earlier run."""
     import mlflow
@@ -367,7 +367,7 @@ def log_to_run(
 
 
 def log_training_outputs(
-    files: list[Path], seconds: float, generator: Callable[[], nn.Module], params: Params
+    files: list[Path], seconds: float, *, generator: Callable[[], nn.Module], params: Params
 ) -> None:
     """What a finished training run adds to its MLflow run: its time, ``files`` as artifacts,
     and the generator (built by ``generator``) as a logged and registered model. Each part
@@ -377,7 +377,9 @@ def log_training_outputs(
         attempt(path.name, functools.partial(log_artifact, path))
     attempt(
         "the generator model",
-        lambda: log_generator(generator(), params.model, params.tracking.registered_model),
+        lambda: log_generator(
+            generator(), params.model, registered_name=params.tracking.registered_model
+        ),
     )
 
 

@@ -57,7 +57,7 @@ def eager_only_reason(cfg: TrainConfig) -> str | None:
     return None
 
 
-def use_cuda_graph(cfg: TrainConfig, device: torch.device, replicas: Replicas) -> bool:
+def use_cuda_graph(cfg: TrainConfig, device: torch.device, *, replicas: Replicas) -> bool:
     """Whether to replay iterations as CUDA graphs; ``on`` where impossible is an error."""
     reason = unsupported_reason(device, replicas) or eager_only_reason(cfg)
     if cfg.cuda_graph == "on" and reason is not None:
@@ -148,7 +148,9 @@ class GraphedIteration:
         side = torch.cuda.Stream(device=real.device)
         side.wait_stream(torch.cuda.current_stream(real.device))
         with torch.cuda.stream(side):
-            stats = train_iteration(self.gan, real, z, self.cfg, key, labels)
+            stats = train_iteration(
+                self.gan, real, z=z, cfg=self.cfg, update_generator=key, labels=labels
+            )
         torch.cuda.current_stream(real.device).wait_stream(side)
         return stats
 
@@ -184,7 +186,13 @@ class GraphedIteration:
             # thread_local: CUDA calls of other threads do not invalidate this capture.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.outputs[key] = train_iteration(
-                    self.gan, real, z, self.cfg, key, labels, update_ema=False
+                    self.gan,
+                    real,
+                    z=z,
+                    cfg=self.cfg,
+                    update_generator=key,
+                    labels=labels,
+                    update_ema=False,
                 )
                 if ema is not None and count is not None:
                     ema_update_in_graph(ema, self.gan.generator, count)

@@ -130,7 +130,7 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(module, device_ids=ids)
 
 
-def check_same_start(step: int, replicas: Replicas, device: torch.device) -> None:
+def check_same_start(step: int, replicas: Replicas, *, device: torch.device) -> None:
     """Every process must resume from the same step (each reads the checkpoint itself)."""
     if not replicas.distributed:
         return

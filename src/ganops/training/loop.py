@@ -118,7 +118,7 @@ def _stop_if_diverged(bad: list[str], state: LoopState) -> None:
 
 
 def batch_indices(
-    state: LoopState, cfg: TrainConfig, num_images: int, rng: torch.Generator
+    state: LoopState, cfg: TrainConfig, *, num_images: int, rng: torch.Generator
 ) -> Tensor:
     """The images of the next batch (batch_size,): the next slice of this epoch's permutation,
     or under ``train.batch_sampling: random`` indices drawn uniformly with replacement."""
@@ -147,17 +147,19 @@ Iteration = Callable[[Tensor, Tensor, bool, Tensor | None], Tensor]
 
 
 def iteration_for(
-    gan: GAN, cfg: TrainConfig, device: torch.device, replicas: Replicas
+    gan: GAN, cfg: TrainConfig, *, device: torch.device, replicas: Replicas
 ) -> Iteration:
     """One training iteration (real, z, update_generator, labels) -> stats: replayed from
     CUDA graphs where ``train.cuda_graph`` allows it, else eager ``train_iteration``."""
-    if use_cuda_graph(cfg, device, replicas):
+    if use_cuda_graph(cfg, device, replicas=replicas):
         return GraphedIteration(gan, cfg)
     for optimizer in (gan.opt_g, gan.opt_d):  # a graphed run's checkpoint may have set it
         set_capturable(optimizer, False)
 
     def eager(real: Tensor, z: Tensor, update_generator: bool, labels: Tensor | None) -> Tensor:
-        return train_iteration(gan, real, z, cfg, update_generator, labels)
+        return train_iteration(
+            gan, real, z=z, cfg=cfg, update_generator=update_generator, labels=labels
+        )
 
     return eager
 
@@ -165,8 +167,8 @@ def iteration_for(
 def fit(
     gan: GAN,
     images: Tensor,
-    cfg: TrainConfig,
     *,
+    cfg: TrainConfig,
     latent_dim: int,
     fixed_noise: Tensor,
     labels: Tensor | None = None,
@@ -188,17 +190,17 @@ def fit(
     if state.rng_state is not None:
         rng.set_state(state.rng_state)
     state.sums = torch.zeros(4, device=device) if state.sums is None else state.sums.to(device)
-    iterate = iteration_for(gan, cfg, device, replicas)
+    iterate = iteration_for(gan, cfg, device=device, replicas=replicas)
     total_steps = per_epoch * cfg.epochs
     postfix = ""
     while state.epoch <= cfg.epochs:
         while state.batch < per_epoch:
-            index = batch_indices(state, cfg, len(images), rng)[shard]
+            index = batch_indices(state, cfg, num_images=len(images), rng=rng)[shard]
             real, y = images[index], None if labels is None else labels[index]
             z = torch.randn(cfg.batch_size, latent_dim, device=device, generator=rng)[shard]
             update_generator = (state.step + 1) % cfg.d_steps == 0
             if varies_learning_rate(cfg):
-                set_learning_rates(gan, cfg, state.step, total_steps)
+                set_learning_rates(gan, cfg, step=state.step, total_steps=total_steps)
             state.sums += iterate(real, z, update_generator, y)
             state.step, state.batch = state.step + 1, state.batch + 1
             state.iterations += 1
@@ -222,7 +224,7 @@ def fit(
                 hooks.on_checkpoint(state)
             if stop:
                 raise Interrupted(f"interrupted at step {state.step}; checkpoint saved")
-        grid = sample_images(gan.sampler, fixed_noise, fixed_labels)
+        grid = sample_images(gan.sampler, fixed_noise, labels=fixed_labels)
         hooks.logger.log_samples(grid, epoch=state.epoch)
         quality = hooks.evaluate_epoch(gan.sampler, state.epoch)
         if quality:

@@ -64,12 +64,12 @@ class TrainResult:
 
 
 def new_gan(
-    params: Params, device: torch.device, resume: dict[str, Any] | None = None
+    params: Params, device: torch.device, *, resume: dict[str, Any] | None = None
 ) -> tuple[GAN, LoopState | None]:
     """The GAN of ``params`` on ``device`` (weights drawn from train.seed), restored from a
     checkpoint's contents ``resume`` when given, with the loop state to continue from."""
     torch.manual_seed(params.train.seed)  # weight init
-    gan = build_gan(*build_models(params.model), params.train, device)
+    gan = build_gan(*build_models(params.model), cfg=params.train, device=device)
     return gan, (restore(gan, resume) if resume else None)
 
 
@@ -106,7 +106,7 @@ def train(
         torch.backends.cudnn.benchmark = True
     images = data.images.to(device)  # the whole set lives on the device: no DataLoader
     labels = data.labels.to(device) if params.model.conditional else None
-    distributed.check_same_start(state.step if state else 0, replicas, device)
+    distributed.check_same_start(state.step if state else 0, replicas, device=device)
     if replicas.distributed:
         gan.wrapped = (
             distributed.wrap(gan.generator, device),
@@ -127,7 +127,7 @@ def train(
         state = fit(
             gan,
             images,
-            params.train,
+            cfg=params.train,
             latent_dim=params.model.latent_dim,
             fixed_noise=fixed_noise,
             labels=labels,

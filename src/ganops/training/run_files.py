@@ -24,7 +24,7 @@ from ganops.training.run import TrainResult, fixed_inputs
 
 
 def resume_or_start(
-    params: Params, data_id: str, models_dir: Path, out_dir: Path, *, fresh: bool, main: bool
+    params: Params, data_id: str, *, models_dir: Path, out_dir: Path, fresh: bool, main: bool
 ) -> dict[str, Any] | None:
     """The interrupted run's checkpoint to continue (None: a new run), after clearing what
     must not outlive the previous run: its reference, and for a new run its best generator.
@@ -32,7 +32,7 @@ def resume_or_start(
     checkpoint_path = models_dir / outputs.CHECKPOINT
     if main:
         remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
-    resume = None if fresh else load_resumable(checkpoint_path, params, data_id)
+    resume = None if fresh else load_resumable(checkpoint_path, params, data_id=data_id)
     if main:  # the old run's reference must not outlive it (ganops.run_reference)
         run_reference.clear(out_dir)
         if resume is None:
@@ -55,20 +55,28 @@ def write_outputs(
     """The finished run's generator, run reference, curves and sample grid; with a
     ``run_ref`` (tracking on), their MLflow copies and the scored generator as a model."""
     sampler, last = result.gan.sampler, models_dir / outputs.GENERATOR
-    save_generator(sampler, params, last)
+    save_generator(sampler, params, path=last)
     # Before any upload: a signal during the uploads must not leave the old run's reference
     # beside the new generator.
     generators = [last, models_dir / outputs.BEST_GENERATOR]
-    run_reference.write(out_dir, run_ref, [path for path in generators if path.is_file()])
-    write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], out_dir / outputs.LOSSES)
-    write_csv(result.state.quality, ["step", "epoch", *QUALITY_NAMES], out_dir / outputs.QUALITY)
-    training_curves_png(result.state.history, result.state.quality, out_dir / outputs.CURVES)
-    grid = sample_images(sampler, *fixed_inputs(params, next(sampler.parameters()).device))
+    run_reference.write(
+        out_dir, run_ref, generators=[path for path in generators if path.is_file()]
+    )
+    write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], final=out_dir / outputs.LOSSES)
+    write_csv(
+        result.state.quality, ["step", "epoch", *QUALITY_NAMES], final=out_dir / outputs.QUALITY
+    )
+    training_curves_png(result.state.history, result.state.quality, path=out_dir / outputs.CURVES)
+    z, labels = fixed_inputs(params, next(sampler.parameters()).device)
+    grid = sample_images(sampler, z, labels=labels)
     save_png(grid_array(grid), out_dir / outputs.SAMPLES)
     if run_ref:  # the generator evaluate scores (and gate --promote promotes): last or best
         scored = scored_generator(models_dir, params.evaluate.generator)
         names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
         files = [out_dir / name for name in names]
         log_training_outputs(
-            files, seconds, lambda: sampler if scored == last else load_generator(scored)[0], params
+            files,
+            seconds,
+            generator=lambda: sampler if scored == last else load_generator(scored)[0],
+            params=params,
         )

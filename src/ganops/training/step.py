@@ -66,7 +66,7 @@ class GAN:
 
 
 def make_optimizer(
-    params: list[nn.Parameter], cfg: TrainConfig, lr: float, device: torch.device
+    params: list[nn.Parameter], cfg: TrainConfig, *, lr: float, device: torch.device
 ) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":  # alpha is Keras' rho (0.9 there, 0.99 in torch)
         return torch.optim.RMSprop(params, lr=lr, alpha=cfg.rmsprop_alpha)
@@ -77,7 +77,7 @@ def make_optimizer(
 
 
 def build_gan(
-    generator: nn.Module, discriminator: nn.Module, cfg: TrainConfig, device: torch.device
+    generator: nn.Module, discriminator: nn.Module, *, cfg: TrainConfig, device: torch.device
 ) -> GAN:
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = None
@@ -87,8 +87,8 @@ def build_gan(
     return GAN(
         generator=generator,
         discriminator=discriminator,
-        opt_g=make_optimizer(list(generator.parameters()), cfg, cfg.lr_g, device),
-        opt_d=make_optimizer(list(discriminator.parameters()), cfg, cfg.lr_d, device),
+        opt_g=make_optimizer(list(generator.parameters()), cfg, lr=cfg.lr_g, device=device),
+        opt_d=make_optimizer(list(discriminator.parameters()), cfg, lr=cfg.lr_d, device=device),
         ema=ema,
     )
 
@@ -137,7 +137,7 @@ def varies_learning_rate(cfg: TrainConfig) -> bool:
     return cfg.lr_schedule != "constant" or cfg.lr_decay > 0
 
 
-def set_learning_rates(gan: GAN, cfg: TrainConfig, step: int, total_steps: int) -> None:
+def set_learning_rates(gan: GAN, cfg: TrainConfig, *, step: int, total_steps: int) -> None:
     """Both optimizers' learning rates for ``step`` (0-based) under ``train.lr_schedule`` and
     Keras' inverse-time ``train.lr_decay``, whose t counts each optimizer's own updates so far
     (D updates every step, G every ``d_steps``-th)."""
@@ -181,7 +181,7 @@ def _clip_grad(module: nn.Module, cfg: TrainConfig) -> None:
 
 
 def discriminator_step(
-    gan: GAN, real: Tensor, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
+    gan: GAN, real: Tensor, *, fake: Tensor, cfg: TrainConfig, labels: Tensor | None = None
 ) -> Tensor:
     """One D update on (real, fake); returns detached [loss_d, D(x), D(G(z))] means.
 
@@ -246,9 +246,9 @@ def _d_features(gan: GAN, images: Tensor, labels: Tensor | None) -> Tensor:
 def generator_step(
     gan: GAN,
     fake: Tensor,
+    *,
     cfg: TrainConfig,
     labels: Tensor | None = None,
-    *,
     real: Tensor | None = None,
 ) -> Tensor:
     """One G update through the (just updated) D on ``fake``; returns the detached loss.
@@ -283,6 +283,7 @@ def generator_step(
 def train_iteration(
     gan: GAN,
     real: Tensor,
+    *,
     z: Tensor,
     cfg: TrainConfig,
     update_generator: bool,
@@ -305,12 +306,12 @@ def train_iteration(
     reuse = update_generator and not cfg.g_resample
     with torch.set_grad_enabled(reuse), forward_precision(cfg, z.device):
         fake = generator(z, labels)
-    d_stats = discriminator_step(gan, real, fake, cfg, labels)
+    d_stats = discriminator_step(gan, real, fake=fake, cfg=cfg, labels=labels)
     if update_generator and cfg.g_resample:  # the second forward pass, on new noise
         with forward_precision(cfg, z.device):
             fake = generator(torch.randn_like(z), labels)
     loss_g = (
-        generator_step(gan, fake, cfg, labels, real=real)
+        generator_step(gan, fake, cfg=cfg, labels=labels, real=real)
         if update_generator
         else torch.zeros_like(d_stats[0])
     )
