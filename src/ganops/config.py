@@ -235,7 +235,7 @@ class TrainConfig:
     precision: str = _spec(
         "fp32",
         "Forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer and losses "
-        "stay fp32): about 2x the MLP step on CPUs with AVX512-BF16/AMX, see benchmarks/.",
+        "stay fp32): faster on CPUs with AVX512-BF16/AMX (benchmarks/RESULTS.md).",
         choices=("fp32", "bf16"),
     )
     cuda_graph: str = _spec(
@@ -268,8 +268,8 @@ class EvaluateConfig:
     compile: str = _spec(
         "auto",
         "torch.compile Inception: 'always', 'never', or 'auto': on a CPU when num_samples is "
-        "at least 5000, where its one-off 20-40 s pays back (about 1.3x the images/s there; "
-        "the same features to float rounding).",
+        "at least 5000, where the one-off compile pays back (the same features to float "
+        "rounding; speed in benchmarks/RESULTS.md).",
         choices=("auto", "always", "never"),
     )
     seed: int = _spec(1234, "Seed for the generated samples and the real-image subset.", ge=0)

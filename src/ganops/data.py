@@ -408,6 +408,15 @@ def load_prepared(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
+def require_images(images: torch.Tensor, count: int, *, key: str, path: Path) -> None:
+    """A DataError naming ``key`` when the split at ``path`` holds fewer than ``count`` images."""
+    if count > len(images):
+        raise DataError(
+            f"{key} is {count} but {path} has {len(images)} images; lower it (or raise "
+            f"data.{path.stem}_subset)"
+        )
+
+
 def _check_prepared_digest(path: Path) -> None:
     meta_path = path.parent / META_FILE
     if not meta_path.is_file() or not path.is_file():

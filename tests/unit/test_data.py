@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ganops import data
-from ganops.data import DATASETS, download, load_split, normalize, read_idx
+from ganops.data import DATASETS, download, load_split, normalize, read_idx, require_images
 from ganops.errors import DataError
 
 MNIST = DATASETS["mnist"]
@@ -171,3 +171,14 @@ def test_a_prepared_split_changed_after_prepare_is_refused(tmp_path: Path) -> No
     )
     with pytest.raises(DataError, match="changed since `ganops prepare` wrote it"):
         load_prepared(split)
+
+
+def test_require_images_names_the_key_the_file_and_the_fix() -> None:
+    images, path = torch.zeros(5, 1, 28, 28), Path("data/prepared/test.pt")
+    require_images(images, 5, key="evaluate.num_samples", path=path)  # exactly enough
+    message = (
+        "evaluate.num_samples is 6 but data/prepared/test.pt has 5 images; lower it "
+        "(or raise data.test_subset)"
+    )
+    with pytest.raises(DataError, match=re.escape(message)):
+        require_images(images, 6, key="evaluate.num_samples", path=path)

@@ -229,3 +229,10 @@ def test_metric_names_carry_the_sample_count_and_parse_back() -> None:
     assert family_of("precision_2k") == "precision" and family_of("fcd_64") == "fcd"
     for uncounted in ("classes_covered", "class_kl", "num_samples", "fid_num_samples"):
         assert family_of(uncounted) == uncounted
+
+
+def test_classes_csv_gives_each_class_its_generated_and_real_share() -> None:
+    from ganops.metrics.classes import classes_csv
+
+    csv = classes_csv([3, 1, 0], torch.tensor([0.5, 0.25, 0.25]))
+    assert csv == "class,generated,real\n0,0.7500,0.5000\n1,0.2500,0.2500\n2,0.0000,0.2500\n"

@@ -62,3 +62,12 @@ def class_report(probabilities: Tensor, real_share: Tensor) -> ClassReport:
         class_kl=float(kl),
         class_confidence=float(probabilities.max(dim=1).values.double().mean()),
     )
+
+
+def classes_csv(counts: list[int], real_share: Tensor) -> str:
+    """One row per class: its share of the generated and of the real images (a DVC plot)."""
+    total = sum(counts) or 1
+    rows = ["class,generated,real"]
+    shares = zip(counts, real_share.tolist(), strict=True)
+    rows += [f"{c},{n / total:.4f},{r:.4f}" for c, (n, r) in enumerate(shares)]
+    return "\n".join(rows) + "\n"

@@ -18,7 +18,7 @@ from ganops.errors import DataError
 from ganops.metrics.classes import real_class_share
 from ganops.progress import Progress
 
-AUTO_COMPILE_SAMPLES = 5000  # evaluate.compile 'auto': the compile pays back from ~2,000 images
+AUTO_COMPILE_SAMPLES = 5000  # evaluate.compile 'auto': well past where the compile pays back
 
 
 @dataclass

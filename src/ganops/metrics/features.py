@@ -81,8 +81,8 @@ def fold_batch_norms(network: nn.Module) -> int:
 
 class CompiledInception:
     """``network`` compiled by ``torch.compile`` (Inductor, weights frozen into the graph):
-    about 1.3x the eager speed on a CPU, the same features to float rounding, after a
-    one-off compile of 20-40 s (benchmarks/RESULTS.md).
+    faster than eager on a CPU after a one-off compile, the same features to float rounding
+    (benchmarks/RESULTS.md has both).
 
     Every pass runs ``size`` images (a smaller batch is padded with copies of its last
     image), so the graph is compiled once. If the first pass fails to compile (no C++
@@ -104,7 +104,9 @@ class CompiledInception:
             pixels = torch.cat([pixels, pixels[-1:].expand(self.size - n, -1, -1, -1)])
         if not self._proven:
             print(
-                "compiling Inception for this machine (once, 20-40 s)", file=sys.stderr, flush=True
+                "compiling Inception for this machine (once; under a minute)",
+                file=sys.stderr,
+                flush=True,
             )
         # Its "No CUDA runtime is found" warning on every CPU-only machine says nothing useful.
         extension_log = logging.getLogger("torch.utils.cpp_extension")

@@ -49,9 +49,8 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with a cheaper mask on the CPU: ``rand >= p`` there costs about half of
-    ``bernoulli_`` (1.5 vs 2.8 ms on 256x1024 on a 2-core EPYC; 11% of the MLP's training
-    step, see benchmarks/RESULTS.md). Same distribution: each unit kept with probability
+    """``nn.Dropout`` with a cheaper mask on the CPU: ``rand >= p`` there costs less than
+    ``bernoulli_`` (measured in benchmarks/RESULTS.md). Same distribution: each unit kept with probability
     1 - p and scaled by 1 / (1 - p). Elsewhere (CUDA's fused dropout kernel) it is nn.Dropout.
     """
 

@@ -11,16 +11,15 @@ import math
 import sys
 from pathlib import Path
 
-from torch import Tensor
-
 from ganops import outputs, run_reference
 from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import Params
-from ganops.data import load_prepared
+from ganops.data import load_prepared, require_images
 from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
+from ganops.metrics.classes import classes_csv
 from ganops.metrics.evaluation import score_images
 from ganops.models.sampling import generated_batches
 from ganops.stages.common import resolve_device
@@ -52,13 +51,15 @@ def run(
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
     tracked = not floor and params.tracking.enabled
     run_ref = run_reference.read(train_dir, generator_path) if tracked else None
-    real, real_labels = _first(data_dir / outputs.TEST_IMAGES, n, "evaluate.num_samples")
-    train_path = data_dir / outputs.TRAIN_IMAGES
+    test_path, train_path = data_dir / outputs.TEST_IMAGES, data_dir / outputs.TRAIN_IMAGES
+    real, real_labels = load_prepared(test_path)
+    require_images(real, n, key="evaluate.num_samples", path=test_path)
+    real, real_labels = real[:n], real_labels[:n]
     train_images, train_labels = load_prepared(train_path)
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
     classifier = load_classifier(classifier_path)[0].to(device) if classifier_path else None
     if generator is None:
-        _enough(train_images, n, "--floor's evaluate.num_samples", train_path)
+        require_images(train_images, n, key="--floor's evaluate.num_samples", path=train_path)
         batches = iter(train_images[:n].split(cfg.batch_size))
     else:  # a conditional generator draws the real test classes: their distribution
         classes = real_labels if model_cfg.conditional else None
@@ -85,7 +86,7 @@ def run(
     if bad:  # never a number in metrics.json that a gate could misread
         raise DataError(f"metrics {', '.join(bad)} are not finite; nothing was written")
     if scores.real_share is not None and not floor:
-        write_text(_classes_csv(scores.class_counts, scores.real_share), out_dir / outputs.CLASSES)
+        write_text(classes_csv(scores.class_counts, scores.real_share), out_dir / outputs.CLASSES)
     write_json(metrics, out_dir / (outputs.FLOOR if floor else outputs.METRICS))
     if run_ref is not None:
         from ganops.tracking.runs import attempt, log_to_run
@@ -98,27 +99,3 @@ def run(
     for name, value in metrics.items():
         print(f"  {name:<18} {value:.5g}")
     return metrics
-
-
-def _first(path: Path, count: int, key: str) -> tuple[Tensor, Tensor]:
-    """The first ``count`` images and labels of a prepared split."""
-    images, labels = load_prepared(path)
-    _enough(images, count, key, path)
-    return images[:count], labels[:count]
-
-
-def _enough(images: Tensor, count: int, key: str, path: Path) -> None:
-    if count > len(images):
-        raise DataError(
-            f"{key} is {count} but {path} has {len(images)} images; lower it (or raise "
-            f"data.{path.stem}_subset)"
-        )
-
-
-def _classes_csv(counts: list[int], real_share: Tensor) -> str:
-    """One row per class: its share of the generated and of the real images (a DVC plot)."""
-    total = sum(counts) or 1
-    rows = ["class,generated,real"]
-    shares = zip(counts, real_share.tolist(), strict=True)
-    rows += [f"{c},{n / total:.4f},{r:.4f}" for c, (n, r) in enumerate(shares)]
-    return "\n".join(rows) + "\n"
