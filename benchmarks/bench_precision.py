@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         bf16 = mode.startswith("bf16")
         if mode.endswith("compiled"):
-            networks[mode] = CompiledInception(network, args.batch_size)
+            networks[mode] = CompiledInception(network, min(args.batch_size, args.num_samples))
             started = time.perf_counter()
             extract_features(networks[mode], [real[: args.batch_size]], bf16=bf16, **options)
             compile_seconds[mode] = time.perf_counter() - started

@@ -1,11 +1,12 @@
-"""How many images/s this machine's fp32 FID Inception can reach at best: the network's
+"""About how many images/s this machine's fp32 FID Inception can reach: the network's
 floating-point operations per image against the machine's measured fp32 matrix-product rate.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one 28x28 image (resized
 to 299x299 inside the network, as ``ganops evaluate`` runs it); a multiply-add is 2 FLOPs.
 The rate is the best of ``--repeats`` square fp32 ``matmul`` products (torch's BLAS, all of
-torch's threads): a convolution network runs at most about that fast on a CPU. Their ratio is
-the images/s ceiling that any layout, fusion or compilation could approach, not pass.
+torch's threads): a convolution network runs about that fast at best on a CPU. Their ratio
+estimates the images/s that layouts, fusion or compilation can approach (an estimate, not a
+bound: oneDNN's convolutions can beat the matrix product somewhat).
 
     PYTHONPATH=src python benchmarks/inception_ceiling.py
 """

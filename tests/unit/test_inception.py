@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import Tensor, nn
+from torch._dynamo.utils import counters
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
 from ganops.config import EvaluateConfig
@@ -193,11 +194,14 @@ def test_compiled_inception_gives_the_eager_features_and_fid(converted: Path) ->
     fake = torch.rand(10, 1, 28, 28, generator=generator) * 2 - 1
     real = torch.rand(10, 1, 28, 28, generator=generator).round() * 2 - 1
     network = build_inception(converted, torch.device("cpu"))
+    torch._dynamo.reset()
+    counters.clear()
     compiled = CompiledInception(network, 4)
     options = {"chunk": 4, "device": torch.device("cpu"), "limit": 10}
     eager_f, eager_r = (extract_features(network, [x], **options) for x in (fake, real))
     comp_f, comp_r = (extract_features(compiled, [x], **options) for x in (fake, real))
     assert compiled._proven and compiled._compiled is not None  # it did not fall back
+    assert counters["stats"]["unique_graphs"] == 1  # the padded pass reused the graph
     for eager, comp in ((eager_f, comp_f), (eager_r, comp_r)):
         assert comp.shape == (10, 2048)
         assert (comp - eager).norm() / eager.norm() < 1e-4
@@ -227,17 +231,18 @@ def test_compiled_inception_falls_back_to_eager_when_compiling_fails(
 def test_compiled_inception_pads_to_its_size_and_trims_the_output(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sizes: list[int] = []
+    seen: list[tuple[int, bool]] = []
 
     def recording(x: Tensor) -> Tensor:
-        sizes.append(len(x))
+        seen.append((len(x), x.is_contiguous()))
         return x * 2
 
     monkeypatch.setattr(torch, "compile", lambda network, **options: recording)
     compiled = CompiledInception(_Doubler(), 4)
-    x = torch.arange(6.0).reshape(6, 1, 1, 1)
+    x = torch.arange(6.0).reshape(6, 1, 1, 1).expand(-1, 3, -1, -1)  # grey as 3 channels
     out = torch.cat([compiled(part) for part in x.split(4)])
-    assert sizes == [4, 4] and torch.equal(out, x * 2)
+    # Every pass the same size and layout, so a compiled graph is reused, not recompiled.
+    assert seen == [(4, True), (4, True)] and torch.equal(out, x * 2)
 
 
 def test_compiled_inception_raises_a_failure_after_a_compiled_pass(

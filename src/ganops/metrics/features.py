@@ -102,6 +102,9 @@ class CompiledInception:
         n = len(pixels)
         if n < self.size:
             pixels = torch.cat([pixels, pixels[-1:].expand(self.size - n, -1, -1, -1)])
+        # One memory layout for every pass: the graph is specialised to its input's strides
+        # (a grey batch arrives as an expanded view, a padded one contiguous).
+        pixels = pixels.contiguous()
         if not self._proven:
             print(
                 "compiling Inception for this machine (once; under a minute)",
@@ -114,6 +117,8 @@ class CompiledInception:
         extension_log.setLevel(logging.ERROR)
         try:
             features = self._compiled(pixels)
+        except torch.OutOfMemoryError:
+            raise  # not a compiler failure: eager would run out of memory too
         except Exception as error:  # the compiler's errors have no common base class
             if self._proven:
                 raise
@@ -123,9 +128,10 @@ class CompiledInception:
                 describe_error(error),
             )
             self._compiled = None
-            return self.network(pixels[:n])
         finally:
             extension_log.setLevel(level)
+        if self._compiled is None:
+            return self.network(pixels[:n])
         self._proven = True
         return features[:n]
 
@@ -234,6 +240,7 @@ def real_and_fake_features(
     """
     num_real = len(real_images)
     eager = build_inception(weights, device)
+    # No compiled/eager mark in the cache key: their features agree to float rounding.
     network = CompiledInception(eager, min(batch_size, num_real)) if compiled else eager
     cache_key += ":bf16" if bf16 else ""
     extract = functools.partial(

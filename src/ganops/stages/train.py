@@ -43,9 +43,8 @@ def run(
     distributed.check_batch_size(params.train.batch_size, replicas)
     device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
     ensure_writable(models_dir, out_dir)  # fail now, not after hours of training
-    graphed = use_cuda_graph(
-        params.train, device, replicas=replicas
-    )  # 'on' where impossible: fail now
+    # train.cuda_graph 'on' where a graph is impossible fails now.
+    graphed = use_cuda_graph(params.train, device, replicas=replicas)
     main = replicas.is_main
     if main and (
         slow := precision_warning("train.precision", params.train.precision, device=device)
