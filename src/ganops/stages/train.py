@@ -13,18 +13,21 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ganops import outputs
-from ganops.checkpoints import keeping_best, save_checkpoint
 from ganops.config import Params
 from ganops.devices import precision_warning
 from ganops.files import ensure_writable
-from ganops.metrics.epoch import epoch_evaluator
 from ganops.stages.common import resolve_device
 from ganops.tracking.logger import training_logger
 from ganops.training import distributed
 from ganops.training.cuda_graphs import use_cuda_graph
 from ganops.training.loop import Hooks, LoopState
-from ganops.training.run import TrainData, gan_state, new_gan, stop_on_signals, train
-from ganops.training.run_files import resume_or_start, write_outputs
+from ganops.training.run import TrainData, new_gan, stop_on_signals, train
+from ganops.training.run_files import (
+    best_keeping_scorer,
+    checkpoint_writer,
+    resume_or_start,
+    write_outputs,
+)
 
 
 def run(
@@ -67,26 +70,21 @@ def run(
             training_logger(params, tags, run_id=run_id, enabled=main)
         )
 
-        def checkpoint(loop: LoopState, complete: bool = False) -> None:
-            if main:
-                blob = {**gan_state(gan), "loop": loop.state_dict(), "complete": complete}
-                blob["run_id"] = ref.get("run_id")
-                save_checkpoint(blob, params, data_id=data.data_id, path=checkpoint_path)
-
+        checkpoint = checkpoint_writer(
+            gan, params, data_id=data.data_id, path=checkpoint_path, run_ref=ref, main=main
+        )
         hooks = Hooks(on_checkpoint=checkpoint)
         if main and classifier is not None:
-            score = epoch_evaluator(
+            scorer = best_keeping_scorer(
                 params,
                 classifier=classifier,
+                data=data,
                 data_dir=data_dir,
-                train_labels=data.labels,
                 device=device,
+                models_dir=models_dir,
+                state=state,
             )
-            earlier = [row["fcd"] for row in (state.quality if state else []) if "fcd" in row]
-            if score is not None:
-                hooks.evaluate_epoch = keeping_best(
-                    score, params, models_dir=models_dir, earlier=earlier
-                )
+            hooks.evaluate_epoch = scorer or hooks.evaluate_epoch
         with stop_on_signals() as stop:  # only around the loop: uploads can still be cut short
             hooks.should_stop = stop
             result = train(

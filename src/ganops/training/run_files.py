@@ -1,26 +1,39 @@
 """What a training run reads from and leaves in its directories, around ``run.train``.
 
 Before: the interrupted run's checkpoint to resume (or none), after clearing what must not
-outlive the previous run. After: the generator, the run reference, the loss and quality
-curves (CSV and PNG) and the sample grid, with their copies in the MLflow run.
+outlive the previous run. During: the hooks that write checkpoints and keep the best-scoring
+generator. After: the generator, the run reference, the loss and quality curves (CSV and
+PNG) and the sample grid, with their copies in the MLflow run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ganops import outputs, run_reference
-from ganops.checkpoints import load_generator, load_resumable, save_generator, scored_generator
+from ganops.checkpoints import (
+    EpochScore,
+    keeping_best,
+    load_generator,
+    load_resumable,
+    save_checkpoint,
+    save_generator,
+    scored_generator,
+)
 from ganops.config import Params
 from ganops.files import remove_stale_temps, write_csv
 from ganops.images import grid_array, save_png
-from ganops.metrics.epoch import QUALITY_NAMES
+from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
 from ganops.models.sampling import sample_images
 from ganops.plots import training_curves_png
 from ganops.tracking.runs import log_training_outputs
-from ganops.training.loop import STAT_NAMES
-from ganops.training.run import TrainResult, fixed_inputs
+from ganops.training.loop import STAT_NAMES, LoopState
+from ganops.training.run import TrainData, TrainResult, fixed_inputs, gan_state
+from ganops.training.step import GAN
 
 
 def resume_or_start(
@@ -41,6 +54,43 @@ def resume_or_start(
             step = resume["loop"]["step"]
             print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
     return resume
+
+
+def checkpoint_writer(
+    gan: GAN, params: Params, *, data_id: str, path: Path, run_ref: dict[str, str], main: bool
+) -> Callable[..., None]:
+    """``Hooks.on_checkpoint``: the run's state, atomically, to ``path`` (``complete=True`` for
+    the last one); only the main process (``main``) writes."""
+
+    def checkpoint(loop: LoopState, complete: bool = False) -> None:
+        if main:
+            blob = {**gan_state(gan), "loop": loop.state_dict(), "complete": complete}
+            blob["run_id"] = run_ref.get("run_id")
+            save_checkpoint(blob, params, data_id=data_id, path=path)
+
+    return checkpoint
+
+
+def best_keeping_scorer(
+    params: Params,
+    *,
+    classifier: Path,
+    data: TrainData,
+    data_dir: Path,
+    device: torch.device,
+    models_dir: Path,
+    state: LoopState | None,
+) -> EpochScore | None:
+    """``Hooks.evaluate_epoch``: class metrics every evaluate.every_epochs, keeping the
+    generator of the lowest fcd (a resumed run's ``state`` remembers its best so far); None
+    when per-epoch scoring is off."""
+    score = epoch_evaluator(
+        params, classifier=classifier, data_dir=data_dir, train_labels=data.labels, device=device
+    )
+    if score is None:
+        return None
+    earlier = [row["fcd"] for row in (state.quality if state else []) if "fcd" in row]
+    return keeping_best(score, params, models_dir=models_dir, earlier=earlier)
 
 
 def write_outputs(
