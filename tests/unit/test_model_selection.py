@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
 from ganops.checkpoints import keeping_best, load_generator, scored_generator
 from ganops.config import params_from_dict
+from ganops.errors import DataError
+from ganops.metrics.epoch import epoch_evaluator
 from ganops.models import build_models
-from ganops.outputs import BEST_GENERATOR, GENERATOR
+from ganops.outputs import BEST_GENERATOR, GENERATOR, TEST_IMAGES
 
 PARAMS = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 4, "latent_dim": 8}})
 
@@ -92,3 +95,22 @@ def test_a_run_with_a_classifier_loaded_trains_the_same_gan(tmp_path: Path) -> N
         weights.append(gan.generator.state_dict())
     for key, value in weights[0].items():
         assert torch.equal(value, weights[1][key]), key
+
+
+def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Path) -> None:
+    from ganops.classifier import Classifier, save_classifier
+
+    save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
+    images, labels = torch.zeros(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
+    torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
+    params = params_from_dict({"evaluate": {"epoch_samples": 6}})
+    with pytest.raises(
+        DataError, match=r"evaluate\.epoch_samples is 6 but .*test\.pt has 5 images"
+    ):
+        epoch_evaluator(
+            params,
+            classifier=tmp_path / "classifier.pt",
+            data_dir=tmp_path,
+            train_labels=labels,
+            device=torch.device("cpu"),
+        )

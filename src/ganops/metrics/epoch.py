@@ -13,8 +13,7 @@ from torch import Tensor, nn
 
 from ganops.classifier import Classifier, Outputs, classify, load_classifier
 from ganops.config import Params
-from ganops.data import load_prepared
-from ganops.errors import DataError
+from ganops.data import load_prepared, require_images
 from ganops.metrics.classes import real_class_share
 from ganops.metrics.names import family_of
 from ganops.models.sampling import sample_images
@@ -75,12 +74,9 @@ def epoch_evaluator(
     if cfg.every_epochs == 0:
         return None
     model, _ = load_classifier(classifier)
-    real, real_labels = load_prepared(data_dir / TEST_IMAGES)
-    if cfg.epoch_samples > len(real):
-        raise DataError(
-            f"evaluate.epoch_samples is {cfg.epoch_samples} but the prepared test set has "
-            f"{len(real)} images; lower it (or raise data.test_subset)"
-        )
+    test_path = data_dir / TEST_IMAGES
+    real, real_labels = load_prepared(test_path)
+    require_images(real, cfg.epoch_samples, key="evaluate.epoch_samples", path=test_path)
     return EpochEvaluator(
         model,
         real_images=real[: cfg.epoch_samples],
