@@ -105,23 +105,26 @@ class CompiledInception:
         # One memory layout for every pass: the graph is specialised to its input's strides
         # (a grey batch arrives as an expanded view, a padded one contiguous).
         pixels = pixels.contiguous()
-        if not self._proven:
-            print(
-                "compiling Inception for this machine (once; under a minute)",
-                file=sys.stderr,
-                flush=True,
-            )
+        if self._proven:
+            return self._compiled(pixels)[:n]
+        return self._first_pass(self._compiled, pixels)[:n]
+
+    def _first_pass(self, compiled: Callable[[Tensor], Tensor], pixels: Tensor) -> Tensor:
+        """The pass that compiles; eager (from now on) if compiling fails."""
+        print(
+            "compiling Inception for this machine (once; under a minute)",
+            file=sys.stderr,
+            flush=True,
+        )
         # Its "No CUDA runtime is found" warning on every CPU-only machine says nothing useful.
         extension_log = logging.getLogger("torch.utils.cpp_extension")
         level = extension_log.level
         extension_log.setLevel(logging.ERROR)
         try:
-            features = self._compiled(pixels)
+            features = compiled(pixels)
         except torch.OutOfMemoryError:
             raise  # not a compiler failure: eager would run out of memory too
         except Exception as error:  # the compiler's errors have no common base class
-            if self._proven:
-                raise
             _log.warning(
                 "cannot compile Inception (%s); running it eagerly (set evaluate.compile "
                 "to 'never' to skip the attempt)",
@@ -131,9 +134,9 @@ class CompiledInception:
         finally:
             extension_log.setLevel(level)
         if self._compiled is None:
-            return self.network(pixels[:n])
+            return self.network(pixels)
         self._proven = True
-        return features[:n]
+        return features
 
 
 def extract_features(

@@ -50,8 +50,8 @@ def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a cheaper mask on the CPU: ``rand >= p`` there costs less than
-    ``bernoulli_`` (measured in benchmarks/RESULTS.md). Same distribution: each unit kept with probability
-    1 - p and scaled by 1 / (1 - p). Elsewhere (CUDA's fused dropout kernel) it is nn.Dropout.
+    ``bernoulli_`` (measured in benchmarks/RESULTS.md). Same distribution: each unit kept with
+    probability 1 - p and scaled by 1 / (1 - p). Elsewhere (CUDA's fused dropout kernel) it is nn.Dropout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
