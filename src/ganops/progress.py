@@ -46,6 +46,17 @@ class Progress:
         elif time.monotonic() - self._last >= self.interval:
             self._print_line()
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` units found already done (e.g. read from a cache): they move the
+        count towards the total but not the rate, which stays that of the work done here."""
+        self.count += n
+        self.initial += n
+        if self._bar is not None:
+            self._bar.initial += n  # tqdm's rates: (n - initial) / elapsed, and dn per update
+            self._bar.n += n
+            self._bar.last_print_n = self._bar.n
+            self._bar.refresh()
+
     def _print_line(self) -> None:
         self._last, self._printed = time.monotonic(), self.count
         elapsed = self._last - self._start

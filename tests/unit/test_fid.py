@@ -280,13 +280,18 @@ def test_cached_real_features_skip_real_extraction(
     weights: Path, mnist: Tensor, noise: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extracted = count_extracted_images(monkeypatch)
-    cache, progress = tmp_path / "real.pt", list[int]()
-    options: dict[str, Any] = {"cache": cache, "cache_key": "mnist:4", "progress": progress.append}
+    cache, progress, skipped = tmp_path / "real.pt", list[int](), list[int]()
+    options: dict[str, Any] = {
+        "cache": cache,
+        "cache_key": "mnist:4",
+        "progress": progress.append,
+        "skipped": skipped.append,
+    }
     first = features(noise[:4], mnist[:4], weights, **options)
-    assert sum(extracted) == 8 and sum(progress) == 8 and cache.is_file()
+    assert sum(extracted) == 8 and sum(progress) == 8 and cache.is_file() and not skipped
     second = features(noise[:4], mnist[:4], weights, **options)
     assert sum(extracted) == 12  # only the generated images the second time
-    assert sum(progress) == 16  # cached real images are still reported
+    assert sum(progress) == 12 and skipped == [4]  # the cached ones reported apart
     torch.testing.assert_close(second, first)
 
 

@@ -44,3 +44,40 @@ def test_the_end_is_printed_when_the_last_update_was_quiet(
     with Progress(total=10, desc="train", unit="step", interval=3600.0) as bar:
         bar.update(10)  # within the interval: no line yet
     assert capsys.readouterr().err.startswith("train: 10/10 step")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_skipped_work_counts_towards_the_total_but_not_the_rate(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    with Progress(total=2000, desc="Inception features", unit="img", interval=0.0) as bar:
+        bar.skip(1000)  # the real images' features, read from the cache
+        clock.now += 10.0
+        bar.update(100)  # 100 generated images in 10 s
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("Inception features: 1100/2000 img  55.0%")
+    assert "(10.0 img/s)" in line  # not 110: the cached thousand took no time
+
+
+def test_skipped_work_leaves_the_terminal_bar_s_rate_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
+    with Progress(total=2000, desc="Inception features", unit="img") as bar:
+        assert bar._bar is not None
+        bar.skip(1000)
+        bar._bar.start_t -= 10.0  # as if the next 100 images took ten seconds
+        bar._bar.last_print_t -= 10.0
+        bar.update(100)
+        shown = str(bar._bar)
+    # 10 img/s, and 900 images left at that rate: 1 min 30 s (not 110 img/s and 8 s)
+    assert "1.10k/2.00k [00:10<01:30, 10.0img/s]" in shown

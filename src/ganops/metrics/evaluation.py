@@ -63,6 +63,7 @@ def score_images(
             bf16=bf16,
             compiled=_compiles(cfg, device),
             progress=bar.update,
+            skipped=bar.skip,
         )
     n = len(real_features)
     print(f"FID, KID and precision/recall of {n} vs {n} features", file=sys.stderr, flush=True)

@@ -231,6 +231,7 @@ def real_and_fake_features(
     bf16: bool = False,
     compiled: bool = False,
     progress: Callable[[int], None] = lambda n: None,
+    skipped: Callable[[int], None] = lambda n: None,
 ) -> tuple[Tensor, Tensor]:
     """Inception features of the generated and the real images (both in [-1, 1], (B, 1, H, W)).
 
@@ -238,8 +239,9 @@ def real_and_fake_features(
     ``cache`` when it was written for ``cache_key`` (the caller folds the dataset, sample count
     and weights into it), else extracted and cached there. ``bf16``: Inception under bf16
     autocast, for both sets (a separate cache entry); ``compiled``: through
-    ``CompiledInception``. ``progress`` gets each batch's size;
-    cached real images are reported in one call, so the total is always ``2 * len(real_images)``.
+    ``CompiledInception``. ``progress`` gets each extracted batch's size and ``skipped`` the
+    number of real images whose features came from the cache, so the two add up to
+    ``2 * len(real_images)``.
     """
     num_real = len(real_images)
     eager = build_inception(weights, device)
@@ -251,7 +253,7 @@ def real_and_fake_features(
     )
     real = load_real_features(cache, cache_key, num_real) if cache is not None else None
     if real is not None:
-        progress(num_real)
+        skipped(num_real)
     else:
         real = extract([real_images], report=progress)
         if cache is not None:
