@@ -305,6 +305,13 @@ class ClassifierConfig:
     device: str = _spec(
         "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
     )
+    precision: str = _spec(
+        "fp32",
+        "Training's forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer, "
+        "loss and the test accuracy stay fp32): faster on CPUs with AVX512-BF16/AMX "
+        "(benchmarks/RESULTS.md).",
+        choices=("fp32", "bf16"),
+    )
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch import Tensor
 
+from ganops import devices
 from ganops.checkpoints import save_generator
 from ganops.classifier import (
     Classifier,
@@ -17,12 +19,13 @@ from ganops.classifier import (
     save_classifier,
     train_classifier,
 )
-from ganops.config import params_from_dict
+from ganops.config import ClassifierConfig, params_from_dict
 from ganops.data import load_split
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models
+from ganops.stages import classifier as classifier_stage
 
 CPU = torch.device("cpu")
 
@@ -132,3 +135,43 @@ def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng
     assert tuple(scored) == QUALITY_NAMES and scored["fcd"] > 0
     assert 0 <= scored["classes_covered"] <= 10 and scored["class_kl"] >= 0
     assert evaluator(generator, 4) == scored  # the same noise every time: epochs compare
+
+
+def _prepared(tmp_path: Path, digits: tuple[Tensor, ...]) -> Path:
+    """A prepared-data folder, as `ganops prepare` writes it, of the 1024 + 256 digits."""
+    data_dir = tmp_path / "prepared"
+    for split, images, labels in (("train", *digits[:2]), ("test", *digits[2:])):
+        save_torch({"images": images, "labels": labels}, data_dir / f"{split}.pt")
+    meta = {"dataset": "mnist", "dataset_sha256": "0" * 64, "train_count": 1024, "test_count": 256}
+    (data_dir / "meta.json").write_text(json.dumps(meta))
+    return data_dir
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_stage_trains_in_the_precision_params_name(
+    precision: str,
+    digits: tuple[Tensor, ...],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    autocasts: list[torch.dtype | None] = []
+    forward = Classifier.forward
+
+    def spy(self: Classifier, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training:  # the test accuracy's passes stay fp32 whatever the precision
+            on = torch.is_autocast_enabled("cpu")
+            autocasts.append(torch.get_autocast_dtype("cpu") if on else None)
+        return forward(self, x)
+
+    monkeypatch.setattr(Classifier, "forward", spy)
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)  # as on an older CPU
+    cfg = ClassifierConfig(epochs=1, batch_size=256, precision=precision)
+    test_accuracy = classifier_stage.run(cfg, _prepared(tmp_path, digits), out_dir=tmp_path / "out")
+    assert set(autocasts) == {torch.bfloat16 if precision == "bf16" else None}
+    assert len(autocasts) == 4  # 1024 images in batches of 256
+    assert 0.0 <= test_accuracy <= 1.0 and (tmp_path / "out" / "classifier.pt").is_file()
+    warned = (
+        "classifier.precision is 'bf16' but this cpu has no native bf16" in capsys.readouterr().err
+    )
+    assert warned == (precision == "bf16")
