@@ -65,9 +65,17 @@ RESUME_FREE_KEYS = frozenset({"device", "log_every", "grid_size", "checkpoint_ev
 
 
 def training_shape(params: Params, data_id: str) -> dict[str, Any]:
-    """What must match for a checkpoint to be resumed: model, trajectory params, data."""
+    """What must match for a checkpoint to be resumed: model, trajectory params, data, and
+    the sample count of in-training scores (None when off): the best generator is picked by
+    comparing the fcd of every scored epoch, which only compares at one count."""
     train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RESUME_FREE_KEYS}
-    return {"model": dataclasses.asdict(params.model), "train": train, "data": data_id}
+    scored = params.evaluate.epoch_samples if params.evaluate.every_epochs > 0 else None
+    return {
+        "model": dataclasses.asdict(params.model),
+        "train": train,
+        "data": data_id,
+        "epoch_samples": scored,
+    }
 
 
 def save_checkpoint(state: dict[str, Any], params: Params, *, data_id: str, path: Path) -> None:
@@ -91,6 +99,13 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
                 out.append(f"{section}.{key} {old!r} -> {value!r}")
     if saved.get("data") != current["data"]:
         out.append("the prepared training data")
+    # Only where both parts score epochs (a checkpoint from before this key: unknown, None).
+    old, new = saved.get("epoch_samples"), current["epoch_samples"]
+    if old is not None and new is not None and old != new:
+        out.append(
+            f"evaluate.epoch_samples {old!r} -> {new!r} (the best generator is picked by "
+            "comparing every scored epoch's fcd, and fcd at different counts does not compare)"
+        )
     return out
 
 

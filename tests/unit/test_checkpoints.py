@@ -37,6 +37,21 @@ def test_a_changed_config_or_dataset_is_refused_naming_what_changed(tmp_path: Pa
         load_resumable(tmp_path / "c.pt", params_from_dict({}), data_id="other:1000")
 
 
+def test_a_changed_per_epoch_sample_count_is_refused_while_epochs_are_scored(
+    tmp_path: Path,
+) -> None:
+    scored = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 1000}})
+    state = {"loop": LoopState(step=7).state_dict(), "complete": False}
+    save_checkpoint(state, scored, data_id="sha:60000", path=tmp_path / "c.pt")
+    fewer = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 500}})
+    with pytest.raises(CheckpointError, match=r"evaluate.epoch_samples 1000 -> 500 \(the best"):
+        load_resumable(tmp_path / "c.pt", fewer, data_id="sha:60000")
+    # The same count, another scoring interval, or scoring now off: the fcd still compare.
+    for evaluate in ({"every_epochs": 2, "epoch_samples": 1000}, {"every_epochs": 0}):
+        same = params_from_dict({"evaluate": evaluate})
+        assert load_resumable(tmp_path / "c.pt", same, data_id="sha:60000") is not None
+
+
 def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
     _interrupted(tmp_path / "c.pt", complete=True)
     assert load_resumable(tmp_path / "c.pt", params_from_dict({}), data_id="sha:60000") is None
