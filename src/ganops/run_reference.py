@@ -25,13 +25,17 @@ def clear(out_dir: Path) -> None:
     (out_dir / FILE_NAME).unlink(missing_ok=True)
 
 
-def write(out_dir: Path, run_ref: dict[str, str], *, generators: list[Path]) -> None:
-    """Record ``run_ref`` (empty when untracked) for the run's generator files."""
+def write(
+    out_dir: Path, run_ref: dict[str, str], *, generators: list[Path], model: Path | None = None
+) -> None:
+    """Record ``run_ref`` (empty when untracked) for the run's generator files, and which of
+    them the run logged as its model (``model``: what ``gate --promote`` would register)."""
     write_json(
         {
             "run_id": run_ref.get("run_id"),
             "uri": run_ref.get("uri"),
             "generators_sha256": {path.name: file_sha256(path) for path in generators},
+            "model": model.name if model is not None else None,
         },
         out_dir / FILE_NAME,
     )
@@ -62,4 +66,12 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
         )
     if not ref.get("run_id"):
         return None
+    model = ref.get("model")  # None in a reference from before it was recorded
+    if model is not None and model != generator.name:
+        raise DataError(
+            f"{path}: its MLflow run logged {model} as its model, so {generator.name}'s "
+            "metrics would be attached to (and promoted as) another generator; set "
+            f"evaluate.generator back to what it was at training, or train again with the "
+            "new value (`dvc repro` does: evaluate.generator is a train param)"
+        )
     return {"run_id": str(ref["run_id"]), "uri": str(ref.get("uri") or "")}

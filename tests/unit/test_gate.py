@@ -181,6 +181,34 @@ def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) ->
     assert run_reference.read(tmp_path, generator) is None
 
 
+def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
+    tmp_path: Path,
+) -> None:
+    """evaluate.generator switched from last to best after training: the run's model is the
+    last generator, so the best one's metrics must not be logged to it, nor promoted."""
+    import json
+
+    from ganops import run_reference
+    from ganops.config import TrackingConfig
+
+    last, best = tmp_path / "generator.pt", tmp_path / "generator_best.pt"
+    last.write_bytes(b"last weights")
+    best.write_bytes(b"best weights")
+    ref = {"run_id": "abc", "uri": "u"}
+    run_reference.write(tmp_path, ref, generators=[last, best], model=last)
+    assert run_reference.read(tmp_path, last) == ref
+    with pytest.raises(DataError, match=r"logged generator\.pt as its model, so generator_best"):
+        run_reference.read(tmp_path, best)
+    with pytest.raises(DataError, match=r"evaluate\.generator back"):
+        gate.promotion_target(TrackingConfig(), tmp_path, generator=best)
+    # A reference from before the model was recorded names no model: both still read.
+    path = tmp_path / run_reference.FILE_NAME
+    older = json.loads(path.read_text())
+    del older["model"]
+    path.write_text(json.dumps(older))
+    assert run_reference.read(tmp_path, best) == ref
+
+
 def test_a_summary_in_a_missing_directory_fails_before_any_verdict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -109,8 +109,13 @@ def write_outputs(
     # Before any upload: a signal during the uploads must not leave the old run's reference
     # beside the new generator.
     generators = [last, models_dir / outputs.BEST_GENERATOR]
+    # The generator evaluate scores (and gate --promote promotes): last or best.
+    scored = scored_generator(models_dir, params.evaluate.generator)
     run_reference.write(
-        out_dir, run_ref, generators=[path for path in generators if path.is_file()]
+        out_dir,
+        run_ref,
+        generators=[path for path in generators if path.is_file()],
+        model=scored if run_ref else None,
     )
     write_csv(result.state.history, ["step", "epoch", *STAT_NAMES], final=out_dir / outputs.LOSSES)
     write_csv(
@@ -120,8 +125,7 @@ def write_outputs(
     z, labels = fixed_inputs(params, next(sampler.parameters()).device)
     grid = sample_images(sampler, z, labels=labels)
     save_png(grid_array(grid), out_dir / outputs.SAMPLES)
-    if run_ref:  # the generator evaluate scores (and gate --promote promotes): last or best
-        scored = scored_generator(models_dir, params.evaluate.generator)
+    if run_ref:
         names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
         files = [out_dir / name for name in names]
         log_training_outputs(
