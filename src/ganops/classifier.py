@@ -132,8 +132,12 @@ def save_classifier(model: Classifier, path: Path, *, dataset_sha256: str, accur
     )
 
 
-def load_classifier(path: Path) -> tuple[Classifier, dict[str, object]]:
-    """The classifier saved by ``save_classifier`` in eval mode on the CPU, and its metadata."""
+def load_classifier(
+    path: Path, *, dataset_sha256: str | None = None
+) -> tuple[Classifier, dict[str, object]]:
+    """The classifier saved by ``save_classifier`` in eval mode on the CPU, and its metadata.
+    ``dataset_sha256`` (the prepared data's, from its meta.json): a classifier trained on
+    another dataset is refused, as its class metrics would be plausible-looking nonsense."""
     rebuild = "run `ganops classifier` (or `dvc repro classifier`)"
     try:
         blob = read_model_file(path, CLASSIFIER_FORMAT, missing_hint=f"{rebuild} first")
@@ -141,6 +145,13 @@ def load_classifier(path: Path) -> tuple[Classifier, dict[str, object]]:
         if CLASSIFIER_FORMAT in str(error):  # another file, or one from an older ganops
             raise CheckpointError(f"{error}; {rebuild} to write a current one") from None
         raise
+    trained_on = str(blob.get("dataset_sha256"))
+    if dataset_sha256 is not None and trained_on != dataset_sha256:
+        raise CheckpointError(
+            f"{path} was trained on another dataset (SHA-256 {trained_on[:12]}...) than the "
+            f"prepared data ({dataset_sha256[:12]}...), so its class metrics would not mean "
+            f"anything here; {rebuild} on this data"
+        )
     with torch.random.fork_rng(devices=[]):  # its throwaway init must not move a run's draws
         model = Classifier(num_classes=int(blob.get("num_classes", NUM_CLASSES)))
     try:

@@ -103,6 +103,7 @@ def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Pa
     save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
     images, labels = torch.zeros(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
     torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
+    (tmp_path / "meta.json").write_text('{"dataset": "mnist", "dataset_sha256": "x"}')
     params = params_from_dict({"evaluate": {"epoch_samples": 6}})
     with pytest.raises(
         DataError, match=r"evaluate\.epoch_samples is 6 but .*test\.pt has 5 images"
@@ -114,3 +115,31 @@ def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Pa
             train_labels=labels,
             device=torch.device("cpu"),
         )
+
+
+def test_a_classifier_of_another_dataset_is_refused_before_training(tmp_path: Path) -> None:
+    """An MNIST classifier kept (`ganops classifier` not rerun) after a switch to
+    Fashion-MNIST would score the new samples by digit classes: plausible, meaningless."""
+    from ganops.classifier import Classifier, load_classifier, save_classifier
+    from ganops.errors import CheckpointError
+
+    path = tmp_path / "classifier.pt"
+    save_classifier(Classifier(), path, dataset_sha256="a" * 64, accuracy=1.0)
+    images, labels = torch.zeros(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)
+    torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
+    meta = '{"dataset": "fashion-mnist", "dataset_sha256": "%s"}'
+    (tmp_path / "meta.json").write_text(meta % ("b" * 64))
+    params = params_from_dict({"evaluate": {"epoch_samples": 4, "every_epochs": 1}})
+    with pytest.raises(CheckpointError, match=r"another dataset \(SHA-256 aaaaaaaaaaaa\.\.\.\)"):
+        epoch_evaluator(
+            params,
+            classifier=path,
+            data_dir=tmp_path,
+            train_labels=labels,
+            device=torch.device("cpu"),
+        )
+    (tmp_path / "meta.json").write_text(meta % ("a" * 64))  # its own dataset: accepted
+    assert epoch_evaluator(
+        params, classifier=path, data_dir=tmp_path, train_labels=labels, device=torch.device("cpu")
+    )
+    assert load_classifier(path)[1]["dataset_sha256"] == "a" * 64  # no data given: no check

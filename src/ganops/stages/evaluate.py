@@ -15,7 +15,7 @@ from ganops import outputs, run_reference
 from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import Params
-from ganops.data import load_prepared, require_images
+from ganops.data import load_prepared, read_meta, require_images
 from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
@@ -57,7 +57,10 @@ def run(
     real, real_labels = real[:n], real_labels[:n]
     train_images, train_labels = load_prepared(train_path)
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
-    classifier = load_classifier(classifier_path)[0].to(device) if classifier_path else None
+    classifier = None
+    if classifier_path:
+        dataset = str(read_meta(data_dir)["dataset_sha256"])
+        classifier = load_classifier(classifier_path, dataset_sha256=dataset)[0].to(device)
     if generator is None:
         require_images(train_images, n, key="--floor's evaluate.num_samples", path=train_path)
         batches = iter(train_images[:n].split(cfg.batch_size))
