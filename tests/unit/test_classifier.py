@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganops import devices
 from ganops.checkpoints import save_generator
@@ -175,3 +175,38 @@ def test_the_stage_trains_in_the_precision_params_name(
         "classifier.precision is 'bf16' but this cpu has no native bf16" in capsys.readouterr().err
     )
     assert warned == (precision == "bf16")
+
+
+class _Asked(nn.Module):
+    """A perfect conditional generator: for the asked labels, real test digits of them."""
+
+    def __init__(self, images: Tensor) -> None:
+        super().__init__()
+        self.images = images
+
+    def forward(self, z: Tensor, labels: Tensor | None) -> Tensor:
+        return self.images[: len(z)]  # digits[2][:64], asked for with their own labels
+
+
+def test_a_conditional_generator_s_classes_are_judged_against_the_classes_asked_for(
+    trained: Classifier, digits: tuple[Tensor, ...]
+) -> None:
+    """The evaluator asks a conditional G for the real images' classes; their mix (here
+    64 test digits') is what its samples should have, not the training set's."""
+    real, asked = digits[2][:64], digits[3][:64]
+    scores = {}
+    for conditional in (True, False):
+        evaluator = EpochEvaluator(
+            trained,
+            real_images=real,
+            real_labels=asked,
+            train_labels=digits[1],
+            every=1,
+            latent_dim=8,
+            conditional=conditional,
+            seed=5,
+            device=CPU,
+        )
+        scores[conditional] = evaluator(_Asked(real), 1)["class_kl"]
+    # Against the classes asked for, only the classifier's few mistakes count.
+    assert scores[True] < 0.02 and scores[True] < scores[False] / 3

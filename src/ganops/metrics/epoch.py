@@ -40,7 +40,10 @@ class EpochEvaluator:
         device: torch.device,
     ) -> None:
         self.classifier, self.every, self.device = classifier.to(device), every, device
-        self.share = real_class_share(train_labels, classifier.num_classes)
+        # The class mix the samples should have: the training set's, or for a conditional
+        # generator the classes it is asked for (those of the real images).
+        reference = real_labels if conditional else train_labels
+        self.share = real_class_share(reference, classifier.num_classes)
         self.real: Outputs = classify(self.classifier, real_images.split(_CHUNK), device=device)
         # Drawn on the CPU from their own seed: the training RNG is never touched.
         rng = torch.Generator().manual_seed(seed)

@@ -36,10 +36,11 @@ def score_images(
     device: torch.device,
     cache_dir: Path,
     classifier: Classifier | None = None,
-    train_labels: Tensor | None = None,
+    share_labels: Tensor | None = None,
 ) -> Scores:
     """FID, KID, precision/recall (and, with a ``classifier``, the class report and fcd) of
-    the images in ``batches`` ([-1, 1], exactly ``len(real)`` of them) against ``real``."""
+    the images in ``batches`` ([-1, 1], exactly ``len(real)`` of them) against ``real``;
+    ``share_labels``: the labels whose class shares the samples' are compared with."""
     # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
     from ganops.metrics.features import real_and_fake_features, tensor_digest
     from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
@@ -68,8 +69,8 @@ def score_images(
     n = len(real_features)
     print(f"FID, KID and precision/recall of {n} vs {n} features", file=sys.stderr, flush=True)
     scores = Scores(inception_metrics(fake_features, real_features, seed=cfg.seed))
-    if classifier is not None and train_labels is not None:
-        share = real_class_share(train_labels, classifier.num_classes)
+    if classifier is not None and share_labels is not None:
+        share = real_class_share(share_labels, classifier.num_classes)
         fake = Outputs(
             torch.cat([o.probabilities for o in judged]), torch.cat([o.features for o in judged])
         )

@@ -61,11 +61,12 @@ def run(
     if classifier_path:
         dataset = str(read_meta(data_dir)["dataset_sha256"])
         classifier = load_classifier(classifier_path, dataset_sha256=dataset)[0].to(device)
+    # A conditional generator draws the real test classes: their distribution.
+    classes = real_labels if generator is not None and model_cfg.conditional else None
     if generator is None:
         require_images(train_images, n, key="--floor's evaluate.num_samples", path=train_path)
         batches = iter(train_images[:n].split(cfg.batch_size))
-    else:  # a conditional generator draws the real test classes: their distribution
-        classes = real_labels if model_cfg.conditional else None
+    else:
         batches = generated_batches(
             generator.to(device),
             model_cfg.latent_dim,
@@ -82,7 +83,8 @@ def run(
         device=device,
         cache_dir=cache_dir,
         classifier=classifier,
-        train_labels=train_labels,
+        # The class mix the samples should have: the training set's, or what was asked for.
+        share_labels=train_labels if classes is None else classes,
     )
     metrics = {**scores.metrics, "num_samples": n}
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
