@@ -68,6 +68,10 @@ def _checkpoint_step(path: Path) -> int:
     return int(blob["loop"]["step"])
 
 
+def _checkpoint_seconds(path: Path) -> float:
+    return float(torch.load(path, map_location="cpu", weights_only=True)["seconds"])
+
+
 def test_kill_9_at_random_moments_never_leaves_a_broken_checkpoint(project: Path) -> None:
     checkpoint = project / "models" / "checkpoint.pt"
     rng = random.Random(0)
@@ -101,9 +105,14 @@ def test_sigterm_saves_the_last_completed_step_and_resume_finishes(project: Path
     stopped_at = _checkpoint_step(checkpoint)
     assert f"error: interrupted at step {stopped_at}; checkpoint saved" in output
     assert "Traceback" not in output
+    before = _checkpoint_seconds(checkpoint)
+    assert before > 0
     finish = _train(project)
     output, _ = finish.communicate(timeout=900)
     assert finish.returncode == 0, output
     assert f"resuming the interrupted run from step {stopped_at}" in output
     assert _checkpoint_step(checkpoint) == STEPS_PER_EPOCH * EPOCHS
+    # The run's training time counts both sessions (MLflow's train_seconds too).
+    assert f"{before:.1f} s of it before the resume" in output
+    assert _checkpoint_seconds(checkpoint) > before
     assert os.path.getsize(project / "models" / "generator.pt") > 0

@@ -61,7 +61,12 @@ def run(
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
-    started = time.monotonic()
+    # Training time of the whole run: a resumed run adds the interrupted sessions' time.
+    earlier, started = float(resume.get("seconds", 0.0)) if resume else 0.0, time.monotonic()
+
+    def seconds() -> float:
+        return earlier + time.monotonic() - started
+
     with ExitStack() as stack:
         stack.enter_context(distributed.process_group(replicas, device))
         gan, state = new_gan(params, device, resume=resume)
@@ -71,7 +76,13 @@ def run(
         )
 
         checkpoint = checkpoint_writer(
-            gan, params, data_id=data.data_id, path=checkpoint_path, run_ref=ref, main=main
+            gan,
+            params,
+            data_id=data.data_id,
+            path=checkpoint_path,
+            run_ref=ref,
+            main=main,
+            seconds=seconds,
         )
         hooks = Hooks(on_checkpoint=checkpoint)
         if main and classifier is not None:
@@ -100,14 +111,14 @@ def run(
         if not main:
             return result.state
         checkpoint(result.state, complete=True)
-        seconds = time.monotonic() - started
         write_outputs(
-            result, params, models_dir=models_dir, out_dir=out_dir, run_ref=ref, seconds=seconds
+            result, params, models_dir=models_dir, out_dir=out_dir, run_ref=ref, seconds=seconds()
         )
     if replicas.distributed:
         print(f"{replicas.world_size} processes (DDP) ended with identical weights")
-    seconds = time.monotonic() - started
+    resumed = f", {earlier:.1f} s of it before the resume" if earlier else ""
     print(
-        f"trained to step {result.state.step} in {seconds:.1f} s on {device}; models in {models_dir}"
+        f"trained to step {result.state.step} in {seconds():.1f} s on {device}{resumed}; "
+        f"models in {models_dir}"
     )
     return result.state

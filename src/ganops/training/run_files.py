@@ -57,15 +57,24 @@ def resume_or_start(
 
 
 def checkpoint_writer(
-    gan: GAN, params: Params, *, data_id: str, path: Path, run_ref: dict[str, str], main: bool
+    gan: GAN,
+    params: Params,
+    *,
+    data_id: str,
+    path: Path,
+    run_ref: dict[str, str],
+    main: bool,
+    seconds: Callable[[], float] = lambda: 0.0,
 ) -> Callable[..., None]:
     """``Hooks.on_checkpoint``: the run's state, atomically, to ``path`` (``complete=True`` for
-    the last one); only the main process (``main``) writes."""
+    the last one), with its training time so far (``seconds()``, carried over on resume);
+    only the main process (``main``) writes."""
 
     def checkpoint(loop: LoopState, complete: bool = False) -> None:
         if main:
             blob = {**gan_state(gan), "loop": loop.state_dict(), "complete": complete}
             blob["run_id"] = run_ref.get("run_id")
+            blob["seconds"] = float(seconds())
             save_checkpoint(blob, params, data_id=data_id, path=path)
 
     return checkpoint
