@@ -7,6 +7,7 @@ SIGTERM; an interrupted run is resumed by running the stage again with the same 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from contextlib import ExitStack
@@ -61,8 +62,13 @@ def run(
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
-    # Training time of the whole run: a resumed run adds the interrupted sessions' time.
-    earlier, started = float(resume.get("seconds", 0.0)) if resume else 0.0, time.monotonic()
+    # Training time of the whole run: a resumed run adds the interrupted sessions' time (a
+    # value the checkpoint does not hold as a finite count of seconds is taken as none).
+    stored = resume.get("seconds") if resume else None
+    earlier = float(stored) if isinstance(stored, int | float) else 0.0
+    if not (math.isfinite(earlier) and earlier >= 0):
+        earlier = 0.0
+    started = time.monotonic()
 
     def seconds() -> float:
         return earlier + time.monotonic() - started
