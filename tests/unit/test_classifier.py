@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +25,7 @@ from ganops.config import ClassifierConfig, params_from_dict
 from ganops.data import load_split
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
+from ganops.metrics.classes import expected_class_share
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models
 from ganops.stages import classifier as classifier_stage
@@ -210,3 +213,91 @@ def test_a_conditional_generator_s_classes_are_judged_against_the_classes_asked_
         scores[conditional] = evaluator(_Asked(real), 1)["class_kl"]
     # Against the classes asked for, only the classifier's few mistakes count.
     assert scores[True] < 0.02 and scores[True] < scores[False] / 3
+
+
+def test_a_few_asked_labels_missing_classes_still_give_a_finite_class_kl(
+    trained: Classifier, digits: tuple[Tensor, ...]
+) -> None:
+    """The first 16 MNIST test labels have no 3 and no 8: samples of those classes must not
+    make the reference share zero (an infinite KL, and evaluate refusing to write)."""
+    real, asked = digits[2][:16], digits[3][:16]
+    assert not {3, 8} & set(asked.tolist())
+    evaluator = EpochEvaluator(
+        trained,
+        real_images=real,
+        real_labels=asked,
+        train_labels=digits[1],
+        every=1,
+        latent_dim=8,
+        conditional=True,
+        seed=5,
+        device=CPU,
+    )
+    threes_and_eights = digits[0][(digits[1] == 3) | (digits[1] == 8)][:16]
+    kl = evaluator(_Asked(threes_and_eights), 1)["class_kl"]
+    assert math.isfinite(kl) and kl > 1.0  # all 16 samples of unasked classes: far off
+
+
+def _evaluate_with_scores_captured(
+    tmp_path: Path,
+    digits: tuple[Tensor, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    conditional: bool,
+    classifier_dataset: str,
+) -> dict[str, Any]:
+    """``evaluate.run`` on the prepared digits with a tiny generator and a classifier trained
+    on ``classifier_dataset``, with the Inception scoring replaced by a spy."""
+    from ganops.metrics.evaluation import Scores
+    from ganops.stages import evaluate
+
+    data_dir = _prepared(tmp_path, digits)
+    model = {"arch": "mlp", "latent_dim": 8, "g_hidden": [16], "conditional": conditional}
+    params = params_from_dict(
+        {"model": model, "evaluate": {"num_samples": 16}, "tracking": {"enabled": False}}
+    )
+    save_generator(build_models(params.model)[0], params, path=tmp_path / "models" / "generator.pt")
+    save_classifier(
+        Classifier(), tmp_path / "classifier.pt", dataset_sha256=classifier_dataset, accuracy=1.0
+    )
+    seen: dict[str, Any] = {}
+
+    def spy(batches: Any, real: Tensor, **kwargs: Any) -> Scores:
+        seen.update(kwargs, images=torch.cat(list(batches)))
+        return Scores({"fid_16": 1.0})
+
+    monkeypatch.setattr(evaluate, "score_images", spy)
+    evaluate.run(
+        params,
+        data_dir,
+        models_dir=tmp_path / "models",
+        train_dir=tmp_path / "train",
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        classifier_path=tmp_path / "classifier.pt",
+    )
+    return seen
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_evaluate_compares_classes_with_the_mix_the_generator_was_asked_for(
+    conditional: bool,
+    digits: tuple[Tensor, ...],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = _evaluate_with_scores_captured(
+        tmp_path, digits, monkeypatch, conditional=conditional, classifier_dataset="0" * 64
+    )
+    asked = digits[3][:16] if conditional else None  # the first 16 test labels
+    expected = expected_class_share(digits[1], 10, asked=asked)
+    assert torch.equal(seen["class_share"], expected) and len(seen["images"]) == 16
+
+
+def test_evaluate_refuses_a_classifier_of_another_dataset_before_scoring(
+    digits: tuple[Tensor, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(CheckpointError, match="trained on another dataset"):
+        _evaluate_with_scores_captured(
+            tmp_path, digits, monkeypatch, conditional=False, classifier_dataset="f" * 64
+        )

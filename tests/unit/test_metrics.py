@@ -11,7 +11,7 @@ import scipy.spatial.distance
 import torch
 from torch import Tensor
 
-from ganops.metrics.classes import class_report, real_class_share
+from ganops.metrics.classes import class_report, expected_class_share, real_class_share
 from ganops.metrics.kid import kid_from_features
 from ganops.metrics.names import family_of, metric_name
 from ganops.metrics.precision_recall import precision_recall
@@ -236,3 +236,13 @@ def test_classes_csv_gives_each_class_its_generated_and_real_share() -> None:
 
     csv = classes_csv([3, 1, 0], torch.tensor([0.5, 0.25, 0.25]))
     assert csv == "class,generated,real\n0,0.7500,0.5000\n1,0.2500,0.2500\n2,0.0000,0.2500\n"
+
+
+def test_expected_class_share_is_the_training_set_s_or_the_asked_classes_with_a_prior() -> None:
+    train = torch.tensor([0, 0, 1, 2])  # shares 0.5, 0.25, 0.25
+    assert torch.equal(expected_class_share(train, 3), real_class_share(train, 3))
+    asked = torch.tensor([1, 1, 1])  # a conditional generator asked for three 1s
+    share = expected_class_share(train, 3, asked=asked)
+    # (counts 0, 3, 0 plus the training shares as one image) / 4
+    expected = torch.tensor([0.5, 3.25, 0.25], dtype=torch.float64) / 4
+    assert torch.allclose(share, expected) and float(share.sum()) == pytest.approx(1.0)

@@ -38,6 +38,21 @@ def real_class_share(labels: Tensor, num_classes: int) -> Tensor:
     return counts / counts.sum()
 
 
+def expected_class_share(
+    train_labels: Tensor, num_classes: int, *, asked: Tensor | None = None
+) -> Tensor:
+    """The class shares generated samples should have: the training set's, or for a
+    conditional generator asked for the classes ``asked``, theirs, with the training set's
+    shares added as one more image (a class none of a few asked labels has, e.g. no 3 among
+    the first 16 test digits, keeps a small share, so a sample of it gives a large but
+    finite KL)."""
+    train_share = real_class_share(train_labels, num_classes)
+    if asked is None:
+        return train_share
+    counts = torch.bincount(asked.long().cpu(), minlength=num_classes).double()
+    return (counts + train_share) / (len(asked) + 1)
+
+
 def class_report(probabilities: Tensor, real_share: Tensor) -> ClassReport:
     """Class metrics of generated images from their softmax ``probabilities`` (N, C).
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ganops.classifier import Classifier, Outputs, classify, load_classifier
 from ganops.config import Params
 from ganops.data import load_prepared, read_meta, require_images
-from ganops.metrics.classes import real_class_share
+from ganops.metrics.classes import expected_class_share
 from ganops.metrics.names import family_of
 from ganops.models.sampling import sample_images
 from ganops.outputs import TEST_IMAGES
@@ -42,8 +42,8 @@ class EpochEvaluator:
         self.classifier, self.every, self.device = classifier.to(device), every, device
         # The class mix the samples should have: the training set's, or for a conditional
         # generator the classes it is asked for (those of the real images).
-        reference = real_labels if conditional else train_labels
-        self.share = real_class_share(reference, classifier.num_classes)
+        asked = real_labels if conditional else None
+        self.share = expected_class_share(train_labels, classifier.num_classes, asked=asked)
         self.real: Outputs = classify(self.classifier, real_images.split(_CHUNK), device=device)
         # Drawn on the CPU from their own seed: the training RNG is never touched.
         rng = torch.Generator().manual_seed(seed)

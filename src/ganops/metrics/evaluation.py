@@ -15,7 +15,6 @@ from torch import Tensor
 from ganops.classifier import Classifier, Outputs, classify
 from ganops.config import EvaluateConfig
 from ganops.errors import DataError
-from ganops.metrics.classes import real_class_share
 from ganops.progress import Progress
 
 AUTO_COMPILE_SAMPLES = 5000  # evaluate.compile 'auto': well past where the compile pays back
@@ -25,7 +24,7 @@ AUTO_COMPILE_SAMPLES = 5000  # evaluate.compile 'auto': well past where the comp
 class Scores:
     metrics: dict[str, float]
     class_counts: list[int] = field(default_factory=list)  # generated images per class
-    real_share: Tensor | None = None  # the training set's class shares
+    real_share: Tensor | None = None  # the class shares the samples should have
 
 
 def score_images(
@@ -36,11 +35,11 @@ def score_images(
     device: torch.device,
     cache_dir: Path,
     classifier: Classifier | None = None,
-    share_labels: Tensor | None = None,
+    class_share: Tensor | None = None,
 ) -> Scores:
     """FID, KID, precision/recall (and, with a ``classifier``, the class report and fcd) of
     the images in ``batches`` ([-1, 1], exactly ``len(real)`` of them) against ``real``;
-    ``share_labels``: the labels whose class shares the samples' are compared with."""
+    ``class_share``: the class shares the samples should have (``expected_class_share``)."""
     # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
     from ganops.metrics.features import real_and_fake_features, tensor_digest
     from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
@@ -69,15 +68,14 @@ def score_images(
     n = len(real_features)
     print(f"FID, KID and precision/recall of {n} vs {n} features", file=sys.stderr, flush=True)
     scores = Scores(inception_metrics(fake_features, real_features, seed=cfg.seed))
-    if classifier is not None and share_labels is not None:
-        share = real_class_share(share_labels, classifier.num_classes)
+    if classifier is not None and class_share is not None:
         fake = Outputs(
             torch.cat([o.probabilities for o in judged]), torch.cat([o.features for o in judged])
         )
         real_out = classify(classifier, real.split(cfg.batch_size), device=device)
-        class_metrics, report = classifier_metrics(fake, real_out, real_share=share)
+        class_metrics, report = classifier_metrics(fake, real_out, real_share=class_share)
         scores.metrics.update(class_metrics)
-        scores.class_counts, scores.real_share = report.counts, share
+        scores.class_counts, scores.real_share = report.counts, class_share
     return scores
 
 

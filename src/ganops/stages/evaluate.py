@@ -19,7 +19,7 @@ from ganops.data import load_prepared, read_meta, require_images
 from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
-from ganops.metrics.classes import classes_csv
+from ganops.metrics.classes import classes_csv, expected_class_share
 from ganops.metrics.evaluation import score_images
 from ganops.models.sampling import generated_batches
 from ganops.stages.common import resolve_device
@@ -63,6 +63,9 @@ def run(
         classifier = load_classifier(classifier_path, dataset_sha256=dataset)[0].to(device)
     # A conditional generator draws the real test classes: their distribution.
     classes = real_labels if generator is not None and model_cfg.conditional else None
+    share = None  # the class mix the samples should have: the training set's, or as asked
+    if classifier is not None:
+        share = expected_class_share(train_labels, classifier.num_classes, asked=classes)
     if generator is None:
         require_images(train_images, n, key="--floor's evaluate.num_samples", path=train_path)
         batches = iter(train_images[:n].split(cfg.batch_size))
@@ -83,8 +86,7 @@ def run(
         device=device,
         cache_dir=cache_dir,
         classifier=classifier,
-        # The class mix the samples should have: the training set's, or what was asked for.
-        share_labels=train_labels if classes is None else classes,
+        class_share=share,
     )
     metrics = {**scores.metrics, "num_samples": n}
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
