@@ -66,15 +66,15 @@ RESUME_FREE_KEYS = frozenset({"device", "log_every", "grid_size", "checkpoint_ev
 
 def training_shape(params: Params, data_id: str) -> dict[str, Any]:
     """What must match for a checkpoint to be resumed: model, trajectory params, data, and
-    the sample count of in-training scores (None when off): the best generator is picked by
-    comparing the fcd of every scored epoch, which only compares at one count."""
+    (once an epoch has been scored) the sample count of in-training scores: the best
+    generator is picked by comparing the fcd of every scored epoch, which only compares at
+    one count."""
     train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RESUME_FREE_KEYS}
-    scored = params.evaluate.epoch_samples if params.evaluate.every_epochs > 0 else None
     return {
         "model": dataclasses.asdict(params.model),
         "train": train,
         "data": data_id,
-        "epoch_samples": scored,
+        "epoch_samples": params.evaluate.epoch_samples,
     }
 
 
@@ -85,7 +85,9 @@ def save_checkpoint(state: dict[str, Any], params: Params, *, data_id: str, path
     )
 
 
-def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+def _differences(saved: dict[str, Any], current: dict[str, Any], *, scored: bool) -> list[str]:
+    """What differs between a checkpoint's shape and this run's; ``scored``: the checkpoint
+    holds in-training fcd scores, which a changed evaluate.epoch_samples would not match."""
     out = []
     defaults = {
         "model": dataclasses.asdict(ModelConfig()),
@@ -99,9 +101,9 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
                 out.append(f"{section}.{key} {old!r} -> {value!r}")
     if saved.get("data") != current["data"]:
         out.append("the prepared training data")
-    # Only where both parts score epochs (a checkpoint from before this key: unknown, None).
+    # A checkpoint from before this key was recorded: unknown, None.
     old, new = saved.get("epoch_samples"), current["epoch_samples"]
-    if old is not None and new is not None and old != new:
+    if scored and old is not None and old != new:
         out.append(
             f"evaluate.epoch_samples {old!r} -> {new!r} (the best generator is picked by "
             "comparing every scored epoch's fcd, and fcd at different counts does not compare)"
@@ -121,7 +123,8 @@ def load_resumable(path: Path, params: Params, *, data_id: str) -> dict[str, Any
     blob = read_model_file(path, CHECKPOINT_FORMAT)
     if blob.get("complete", True):
         return None
-    changed = _differences(blob.get("shape", {}), training_shape(params, data_id))
+    scored = any("fcd" in row for row in blob.get("loop", {}).get("quality", []))
+    changed = _differences(blob.get("shape", {}), training_shape(params, data_id), scored=scored)
     if changed:
         raise CheckpointError(
             f"{path} holds an interrupted run (step {blob['loop']['step']}) with a different "

@@ -37,19 +37,32 @@ def test_a_changed_config_or_dataset_is_refused_naming_what_changed(tmp_path: Pa
         load_resumable(tmp_path / "c.pt", params_from_dict({}), data_id="other:1000")
 
 
-def test_a_changed_per_epoch_sample_count_is_refused_while_epochs_are_scored(
+def test_a_changed_per_epoch_sample_count_is_refused_once_epochs_were_scored(
     tmp_path: Path,
 ) -> None:
     scored = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 1000}})
-    state = {"loop": LoopState(step=7).state_dict(), "complete": False}
-    save_checkpoint(state, scored, data_id="sha:60000", path=tmp_path / "c.pt")
-    fewer = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 500}})
-    with pytest.raises(CheckpointError, match=r"evaluate.epoch_samples 1000 -> 500 \(the best"):
-        load_resumable(tmp_path / "c.pt", fewer, data_id="sha:60000")
-    # The same count, another scoring interval, or scoring now off: the fcd still compare.
+    path = tmp_path / "c.pt"
+    for rows in ([], [{"step": 5, "epoch": 1, "fcd": 40.0}]):
+        state = {"loop": LoopState(step=7, quality=rows).state_dict(), "complete": False}
+        save_checkpoint(state, scored, data_id="sha:60000", path=path)
+        for evaluate in (
+            {"every_epochs": 1, "epoch_samples": 500},
+            {"every_epochs": 0, "epoch_samples": 500},
+        ):
+            fewer = params_from_dict({"evaluate": evaluate})
+            if not rows:  # nothing scored yet: nothing to compare with
+                assert load_resumable(path, fewer, data_id="sha:60000") is not None
+                continue
+            # Scored at 1000: any other count is refused, also for a session that scores
+            # nothing (a later one would compare again).
+            with pytest.raises(
+                CheckpointError, match=r"evaluate.epoch_samples 1000 -> 500 \(the best"
+            ):
+                load_resumable(path, fewer, data_id="sha:60000")
+    # The same count, with another scoring interval or scoring off, still resumes.
     for evaluate in ({"every_epochs": 2, "epoch_samples": 1000}, {"every_epochs": 0}):
         same = params_from_dict({"evaluate": evaluate})
-        assert load_resumable(tmp_path / "c.pt", same, data_id="sha:60000") is not None
+        assert load_resumable(path, same, data_id="sha:60000") is not None
 
 
 def test_a_finished_run_is_not_resumed(tmp_path: Path) -> None:
