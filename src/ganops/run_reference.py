@@ -67,6 +67,12 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
     if not ref.get("run_id"):
         return None
     model = ref.get("model")  # None in a reference from before it was recorded
+    if model is not None and model != generator.name and not (generator.parent / model).exists():
+        raise DataError(
+            f"{path}: its MLflow run logged {generator.parent / model} as its model, and that "
+            f"file is missing (so {generator.name} stood in for it); restore it (`dvc "
+            "checkout`) or train again"
+        )
     if model is not None and model != generator.name:
         raise DataError(
             f"{path}: its MLflow run logged {model} as its model, so {generator.name}'s "

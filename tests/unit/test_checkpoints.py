@@ -117,3 +117,25 @@ def test_a_generator_with_nan_weights_is_refused(tmp_path: Path) -> None:
     save_generator(generator, params, path=path)
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_generator(path)
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (None, 0.0),
+        (12.5, 12.5),
+        (30, 30.0),
+        (float("nan"), 0.0),
+        (float("inf"), 0.0),
+        (-4.0, 0.0),
+        ("12", 0.0),
+        ([1.0], 0.0),
+    ],
+)
+def test_a_resumed_run_s_earlier_time_is_taken_only_as_a_finite_count_of_seconds(
+    stored: object, expected: float
+) -> None:
+    from ganops.training.run_files import earlier_seconds
+
+    assert earlier_seconds(None) == 0.0  # a new run
+    assert earlier_seconds({"loop": {}, "seconds": stored}) == expected

@@ -201,6 +201,15 @@ def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
         run_reference.read(tmp_path, best)
     with pytest.raises(DataError, match=r"evaluate\.generator back"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=best)
+    # Trained with 'best', whose file then went missing: 'best' falls back to the last.
+    run_reference.write(tmp_path, ref, generators=[last, best], model=best)
+    best.unlink()
+    with pytest.raises(
+        DataError, match=r"generator_best\.pt as its model, and that file is missing"
+    ):
+        run_reference.read(tmp_path, last)
+    best.write_bytes(b"best weights")
+    run_reference.write(tmp_path, ref, generators=[last, best], model=last)
     # A reference from before the model was recorded names no model: both still read.
     path = tmp_path / run_reference.FILE_NAME
     older = json.loads(path.read_text())

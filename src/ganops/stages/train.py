@@ -7,7 +7,6 @@ SIGTERM; an interrupted run is resumed by running the stage again with the same 
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from contextlib import ExitStack
@@ -26,6 +25,7 @@ from ganops.training.run import TrainData, new_gan, stop_on_signals, train
 from ganops.training.run_files import (
     best_keeping_scorer,
     checkpoint_writer,
+    earlier_seconds,
     resume_or_start,
     write_outputs,
 )
@@ -62,13 +62,8 @@ def run(
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
-    # Training time of the whole run: a resumed run adds the interrupted sessions' time (a
-    # value the checkpoint does not hold as a finite count of seconds is taken as none).
-    stored = resume.get("seconds") if resume else None
-    earlier = float(stored) if isinstance(stored, int | float) else 0.0
-    if not (math.isfinite(earlier) and earlier >= 0):
-        earlier = 0.0
-    started = time.monotonic()
+    # Training time of the whole run: a resumed run adds the interrupted sessions' time.
+    earlier, started = earlier_seconds(resume), time.monotonic()
 
     def seconds() -> float:
         return earlier + time.monotonic() - started

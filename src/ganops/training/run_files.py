@@ -8,6 +8,7 @@ PNG) and the sample grid, with their copies in the MLflow run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,15 @@ def resume_or_start(
             step = resume["loop"]["step"]
             print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
     return resume
+
+
+def earlier_seconds(resume: dict[str, Any] | None) -> float:
+    """The training time of a resumed run's earlier sessions, as its checkpoint recorded it
+    (0 for a new run, and for a value that is not a finite, non-negative number: the file is
+    read back, so untrusted)."""
+    stored = resume.get("seconds") if resume else None
+    seconds = float(stored) if isinstance(stored, int | float) else 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
 
 
 def checkpoint_writer(
