@@ -47,8 +47,9 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
             "num_samples": 64,
             "batch_size": 32,
             "device": "cpu",
-            "every_epochs": 1,  # dvc.yaml lists it for train: DVC wants it in the file
+            "every_epochs": 1,  # dvc.yaml lists these for train: DVC wants them in the file
             "epoch_samples": 64,
+            "generator": "last",
         },
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     }
