@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ganops.checkpoints import read_model_file
+from ganops.data import read_meta
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
 from ganops.models import NUM_CLASSES
@@ -133,11 +134,11 @@ def save_classifier(model: Classifier, path: Path, *, dataset_sha256: str, accur
 
 
 def load_classifier(
-    path: Path, *, dataset_sha256: str | None = None
+    path: Path, *, data_dir: Path | None = None
 ) -> tuple[Classifier, dict[str, object]]:
     """The classifier saved by ``save_classifier`` in eval mode on the CPU, and its metadata.
-    ``dataset_sha256`` (the prepared data's, from its meta.json): a classifier trained on
-    another dataset is refused, as its class metrics would be plausible-looking nonsense."""
+    ``data_dir`` (the prepared data it will judge): a classifier trained on another dataset
+    than its meta.json names is refused, as its class metrics would be plausible nonsense."""
     rebuild = "run `ganops classifier` (or `dvc repro classifier`)"
     try:
         blob = read_model_file(path, CLASSIFIER_FORMAT, missing_hint=f"{rebuild} first")
@@ -146,6 +147,7 @@ def load_classifier(
             raise CheckpointError(f"{error}; {rebuild} to write a current one") from None
         raise
     trained_on = str(blob.get("dataset_sha256"))
+    dataset_sha256 = str(read_meta(data_dir)["dataset_sha256"]) if data_dir else None
     if dataset_sha256 is not None and trained_on != dataset_sha256:
         raise CheckpointError(
             f"{path} was trained on another dataset (SHA-256 {trained_on[:12]}...) than the "

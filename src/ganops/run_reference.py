@@ -67,17 +67,17 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
     if not ref.get("run_id"):
         return None
     model = ref.get("model")  # None in a reference from before it was recorded
-    if model is not None and model != generator.name and not (generator.parent / model).exists():
-        raise DataError(
-            f"{path}: its MLflow run logged {generator.parent / model} as its model, and that "
-            f"file is missing (so {generator.name} stood in for it); restore it (`dvc "
-            "checkout`) or train again"
-        )
     if model is not None and model != generator.name:
+        if not (generator.parent / model).exists():
+            raise DataError(
+                f"{path}: its MLflow run logged {generator.parent / model} as its model, and "
+                f"that file is missing (so {generator.name} stood in for it); restore it "
+                "(`dvc checkout`) or train again"
+            )
         raise DataError(
             f"{path}: its MLflow run logged {model} as its model, so {generator.name}'s "
             "metrics would be attached to (and promoted as) another generator; set "
-            f"evaluate.generator back to what it was at training, or train again with the "
+            "evaluate.generator back to what it was at training, or train again with the "
             "new value (`dvc repro` does: evaluate.generator is a train param)"
         )
     return {"run_id": str(ref["run_id"]), "uri": str(ref.get("uri") or "")}

@@ -191,6 +191,28 @@ class _Asked(nn.Module):
         return self.images[: len(z)]  # digits[2][:64], asked for with their own labels
 
 
+def _asking(
+    trained: Classifier,
+    digits: tuple[Tensor, ...],
+    *,
+    real: Tensor,
+    asked: Tensor,
+    conditional: bool,
+) -> EpochEvaluator:
+    """A per-epoch scorer of every epoch whose real images are ``real``, labelled ``asked``."""
+    return EpochEvaluator(
+        trained,
+        real_images=real,
+        real_labels=asked,
+        train_labels=digits[1],
+        every=1,
+        latent_dim=8,
+        conditional=conditional,
+        seed=5,
+        device=CPU,
+    )
+
+
 def test_a_conditional_generator_s_classes_are_judged_against_the_classes_asked_for(
     trained: Classifier, digits: tuple[Tensor, ...]
 ) -> None:
@@ -199,17 +221,7 @@ def test_a_conditional_generator_s_classes_are_judged_against_the_classes_asked_
     real, asked = digits[2][:64], digits[3][:64]
     scores = {}
     for conditional in (True, False):
-        evaluator = EpochEvaluator(
-            trained,
-            real_images=real,
-            real_labels=asked,
-            train_labels=digits[1],
-            every=1,
-            latent_dim=8,
-            conditional=conditional,
-            seed=5,
-            device=CPU,
-        )
+        evaluator = _asking(trained, digits, real=real, asked=asked, conditional=conditional)
         scores[conditional] = evaluator(_Asked(real), 1)["class_kl"]
     # Against the classes asked for, only the classifier's few mistakes count.
     assert scores[True] < 0.02 and scores[True] < scores[False] / 3
@@ -222,17 +234,7 @@ def test_a_few_asked_labels_missing_classes_still_give_a_finite_class_kl(
     make the reference share zero (an infinite KL, and evaluate refusing to write)."""
     real, asked = digits[2][:16], digits[3][:16]
     assert not {3, 8} & set(asked.tolist())
-    evaluator = EpochEvaluator(
-        trained,
-        real_images=real,
-        real_labels=asked,
-        train_labels=digits[1],
-        every=1,
-        latent_dim=8,
-        conditional=True,
-        seed=5,
-        device=CPU,
-    )
+    evaluator = _asking(trained, digits, real=real, asked=asked, conditional=True)
     threes_and_eights = digits[0][(digits[1] == 3) | (digits[1] == 8)][:16]
     kl = evaluator(_Asked(threes_and_eights), 1)["class_kl"]
     assert math.isfinite(kl) and kl > 1.0  # all 16 samples of unasked classes: far off

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ganops.classifier import Classifier, Outputs, classify, load_classifier
 from ganops.config import Params
-from ganops.data import load_prepared, read_meta, require_images
+from ganops.data import load_prepared, require_images
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.names import family_of
 from ganops.models.sampling import sample_images
@@ -76,8 +76,7 @@ def epoch_evaluator(
     cfg = params.evaluate
     if cfg.every_epochs == 0:
         return None
-    dataset = str(read_meta(data_dir)["dataset_sha256"])
-    model, _ = load_classifier(classifier, dataset_sha256=dataset)
+    model, _ = load_classifier(classifier, data_dir=data_dir)
     test_path = data_dir / TEST_IMAGES
     real, real_labels = load_prepared(test_path)
     require_images(real, cfg.epoch_samples, key="evaluate.epoch_samples", path=test_path)

@@ -15,7 +15,7 @@ from ganops import outputs, run_reference
 from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import Params
-from ganops.data import load_prepared, read_meta, require_images
+from ganops.data import load_prepared, require_images
 from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
@@ -59,8 +59,7 @@ def run(
     # Loaded before the slow Inception pass, so a bad classifier file fails at once.
     classifier = None
     if classifier_path:
-        dataset = str(read_meta(data_dir)["dataset_sha256"])
-        classifier = load_classifier(classifier_path, dataset_sha256=dataset)[0].to(device)
+        classifier = load_classifier(classifier_path, data_dir=data_dir)[0].to(device)
     # A conditional generator draws the real test classes: their distribution.
     classes = real_labels if generator is not None and model_cfg.conditional else None
     share = None  # the class mix the samples should have: the training set's, or as asked
