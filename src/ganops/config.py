@@ -66,8 +66,8 @@ class ModelConfig:
         "mlp",
         "Generator/discriminator pair: the MLP, the small PyTorch DCGAN, the TensorFlow DCGAN "
         "tutorial's pair, the Keras GAN-maths tutorial's convolutional pair (its sigmoid "
-        "output mapped to [-1, 1] as 2 * sigmoid - 1) or a SNGAN-style residual pair "
-        "(docs/models.md).",
+        "output mapped to [-1, 1] as 2 * sigmoid - 1, its D reading (x + 1) / 2) or a "
+        "SNGAN-style residual pair (docs/models.md).",
         choices=ARCHS,
     )
     latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)

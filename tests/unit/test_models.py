@@ -236,6 +236,21 @@ def test_keras_conv_maps_the_tutorials_sigmoid_onto_minus_one_to_one() -> None:
     assert images.min() >= -1 and images.max() <= 1
 
 
+def test_keras_conv_discriminator_reads_the_tutorials_zero_to_one_images() -> None:
+    """D's first convolution gets (x + 1) / 2: a black pipeline pixel (-1) is the tutorial's
+    0, a white one (1) its 1; so D(G(z)) is the tutorial's sigmoid image through its D."""
+    cfg = ModelConfig(arch="keras_conv", dcgan_channels=4)
+    _, discriminator = build_models(cfg)
+    first = next(m for m in discriminator.modules() if isinstance(m, nn.Conv2d))
+    seen: list[torch.Tensor] = []
+    first.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    images = torch.rand(2, 1, 28, 28) * 2 - 1
+    images[0, 0, 0, :2] = torch.tensor([-1.0, 1.0])
+    discriminator(images)
+    torch.testing.assert_close(seen[0], (images + 1) / 2)
+    assert seen[0][0, 0, 0, :2].tolist() == [0.0, 1.0]
+
+
 @pytest.mark.parametrize(("arch", "count"), [("mlp", 559_616), ("keras_conv", 1_431_616)])
 def test_g_bias_false_drops_every_generator_bias(arch: str, count: int) -> None:
     """Keras' use_bias=False. By hand: the Keras MLP tutorial's G 100 -> 256 -> 512 -> 784

@@ -1,11 +1,13 @@
 """The convolutional pair of the Keras GAN-maths tutorial (issue 20, recipe 2), with its widths
 scaled by ``model.dcgan_channels`` (64 = the tutorial's 128/64).
 
-The tutorial's generator ends in a sigmoid because its images are in [0, 1]; the pipeline's
-are in [-1, 1], so the output is ``2 * sigmoid(a) - 1`` (= tanh(a / 2)). D then sees every
-image, real or generated, through the affine map x -> 2x - 1 of the tutorial's, which its
-first convolution absorbs (weights halved, bias shifted) everywhere but at the zero-padded
-border, so the pair can represent what the tutorial's can.
+The tutorial's images are in [0, 1] and its generator ends in a sigmoid; the pipeline's are
+in [-1, 1]. So G's output is ``2 * sigmoid(a) - 1`` (= tanh(a / 2)) and D reads every image,
+real or generated, as ``(x + 1) / 2``: D sees exactly the tutorial's [0, 1] images (black
+background 0, zero padding black), and D(G(z)) is the tutorial's composite, so the same init
+and optimizer follow the same dynamics. (Feeding D the [-1, 1] images instead is an affine
+change its first convolution could absorb, but not at init: a background of -1 instead of 0
+adds a large constant input to every first-layer unit.)
 Keras' defaults carried over: 'same' padding, biases on (``model.g_bias``), glorot-uniform
 kernels (``glorot_init``); no BatchNorm, no dropout.
 """
@@ -62,3 +64,7 @@ class KerasConvDiscriminator(HeadedDiscriminator):
         super().__init__()
         self.conditional = cfg.conditional
         self.net = keras_discriminator_net(cfg, slope=cfg.leaky_slope, dropout=None)
+
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The tutorial's [0, 1] images, (x + 1) / 2 of the pipeline's, with any label planes."""
+        return super().inputs((images + 1) / 2, labels)
