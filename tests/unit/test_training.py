@@ -193,6 +193,21 @@ def test_conditional_gan_trains_on_image_labels(images: torch.Tensor) -> None:
     assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in state.history)
 
 
+def test_an_interval_without_a_generator_update_has_no_generator_loss(
+    images: torch.Tensor,
+) -> None:
+    """k = 2 and log_every = 2 over 5 steps: G steps at 2 and 4, readings at 2, 4 and 5. The
+    last interval (step 5) had no G update: its loss_g is NaN (a gap), not 0, and is not
+    taken for divergence; the others are G's measured loss."""
+    cfg = TrainConfig(epochs=1, batch_size=20, d_steps=2, log_every=2)
+    result, _ = run(cfg, images)
+    assert [row["step"] for row in result.history] == [2, 4, 5]
+    *updated, last = result.history
+    assert all(math.isfinite(row["loss_g"]) and row["loss_g"] > 0 for row in updated)
+    assert math.isnan(last["loss_g"])
+    assert all(math.isfinite(row[k]) for row in result.history for k in ("loss_d", "d_real"))
+
+
 def test_a_diverged_state_is_never_checkpointed_between_log_readings(
     images: torch.Tensor,
 ) -> None:

@@ -93,17 +93,20 @@ class LoopState:
 
 def _read_interval(state: LoopState, replicas: Replicas) -> dict[str, float]:
     """The one host synchronisation per log interval (averaged over the processes under
-    torchrun); stops training on non-finite losses."""
+    torchrun); stops training on non-finite losses. An interval without a generator update
+    (``log_every`` below ``d_steps``, or the last short interval) has no G loss: NaN, which
+    the CSV, MLflow and the curves show as a gap, never a made-up 0."""
     assert state.sums is not None
     loss_d, loss_g, d_real, d_fake = replicas.mean(state.sums).tolist()
     n = state.iterations
     stats = {
         "loss_d": loss_d / n,
-        "loss_g": loss_g / max(state.g_updates, 1),
+        "loss_g": loss_g / state.g_updates if state.g_updates else math.nan,
         "d_real": d_real / n,
         "d_fake": d_fake / n,
     }
-    _stop_if_diverged([name for name, value in stats.items() if not math.isfinite(value)], state)
+    measured = {name: value for name, value in stats.items() if name != "loss_g" or state.g_updates}
+    _stop_if_diverged([name for name, value in measured.items() if not math.isfinite(value)], state)
     state.sums.zero_()
     state.iterations = state.g_updates = 0
     return stats
