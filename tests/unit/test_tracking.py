@@ -100,6 +100,43 @@ def test_opening_a_run_prints_no_mlflow_info_lines(
     assert " INFO " not in capfd.readouterr().err
 
 
+def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A run interrupted on the CPU and resumed on another device with another
+    evaluate.generator: its tags say the session now, each changed param is tagged
+    resumed.<key> (params are write-once), and a warning names the change."""
+    import dataclasses
+
+    import mlflow
+
+    from ganops.tracking.runs import training_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    start = Params()
+    with (
+        pytest.raises(KeyboardInterrupt),
+        training_run(start, tmp_path, tags={"device": "cpu", "processes": "1"}) as first,
+    ):
+        raise KeyboardInterrupt
+    resumed = dataclasses.replace(
+        start,
+        train=dataclasses.replace(start.train, device="cuda"),
+        evaluate=dataclasses.replace(start.evaluate, generator="best"),
+    )
+    capfd.readouterr()
+    with training_run(
+        resumed, tmp_path, tags={"device": "cuda:0", "processes": "2"}, run_id=first["run_id"]
+    ) as again:
+        assert again["run_id"] == first["run_id"]
+    run = mlflow.MlflowClient().get_run(first["run_id"])
+    assert (run.data.tags["device"], run.data.tags["processes"]) == ("cuda:0", "2")
+    assert run.data.params["evaluate.generator"] == "last"  # the start's, write-once
+    changed = {k: v for k, v in run.data.tags.items() if k.startswith("resumed.")}
+    assert changed == {"resumed.train.device": "cuda", "resumed.evaluate.generator": "best"}
+    assert "evaluate.generator=best (was last)" in capfd.readouterr().err
+
+
 def test_ui_command_shows_the_store_with_one_quiet_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

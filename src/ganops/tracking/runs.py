@@ -223,9 +223,10 @@ def _start(
     if exp_name:
         all_tags["dvc_exp_name"] = exp_name
     if run_id is not None and _run_exists(run_id):
-        # Resuming: same run, so curves continue; params were logged when it started.
+        # Resuming: same run, so curves continue. Its tags describe this session; its params
+        # were logged when it started and cannot change, so what differs now is tagged.
         run = mlflow.start_run(run_id=run_id)
-        mlflow.set_tags(_owner())
+        mlflow.set_tags(all_tags | _owner() | _changed_since_start(run_id, params))
         return run
     all_tags |= _owner()
     all_tags["mlflow.note.content"] = describe_changes(params)  # the run's description
@@ -237,6 +238,31 @@ def _start(
     )
     mlflow.log_params(to_flat_dict(params))
     return run
+
+
+RESUMED_TAG_PREFIX = "resumed."
+
+
+def _changed_since_start(run_id: str, params: Params) -> dict[str, str]:
+    """The params a resumed session runs with that differ from those its run logged at the
+    start (a resume may change ``train.device``, ``evaluate.generator``, ...): MLflow params
+    are write-once, so each becomes a tag ``resumed.<key>`` holding the value now, and a
+    warning says so. A key the run never logged (added since) is logged as a param."""
+    import mlflow
+
+    logged = mlflow.MlflowClient().get_run(run_id).data.params
+    now = {key: str(value) for key, value in to_flat_dict(params).items()}
+    new = {key: value for key, value in now.items() if key not in logged}
+    if new:
+        mlflow.log_params(new)
+    changed = {key: value for key, value in now.items() if key in logged and logged[key] != value}
+    if changed:
+        listed = ", ".join(f"{key}={value} (was {logged[key]})" for key, value in changed.items())
+        warn(
+            f"warning: tracking: run {run_id} resumes with {listed}; its params keep the "
+            f"start's values, the new ones are tagged {RESUMED_TAG_PREFIX}<key>"
+        )
+    return {RESUMED_TAG_PREFIX + key: value for key, value in changed.items()}
 
 
 # Which process holds a RUNNING run: a run whose process is gone (kill -9, a crash, a lost
