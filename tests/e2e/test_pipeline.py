@@ -106,6 +106,11 @@ def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) 
     history = client.get_metric_history(run.info.run_id, "loss_d")
     assert [m.step for m in history] == [2, 4, 6, 8]
     assert {"d_fake", "fid_64", "kid_64", "precision_64", "class_kl"} <= set(run.data.metrics)
+    # What the evaluation that wrote fid_64 used (a later one with other evaluate.* retags).
+    assert run.data.tags["evaluated_with.evaluate.num_samples"] == "64"
+    assert run.data.tags["evaluated_with.evaluate.seed"] == str(
+        yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["seed"]
+    )
     assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/fcd")] == [8]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"losses.csv", "quality.csv", "samples.png", "images"} <= artifacts

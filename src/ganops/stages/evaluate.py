@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from ganops import outputs, run_reference
@@ -97,9 +98,15 @@ def run(
     if run_ref is not None:
         from ganops.tracking.runs import attempt, log_to_run
 
-        # metrics.json is written already; a tracking failure only warns.
+        # metrics.json is written already; a tracking failure only warns. The run's params
+        # hold evaluate.* as they were at training; what this evaluation used is tagged
+        # evaluated_with.<key> beside the metrics it overwrites.
         values = {k: float(v) for k, v in metrics.items()}
-        attempt(f"metrics to run {run_ref['run_id']}", lambda: log_to_run(run_ref, values))
+        used = {f"evaluated_with.evaluate.{k}": str(v) for k, v in asdict(cfg).items()}
+        attempt(
+            f"metrics to run {run_ref['run_id']}",
+            lambda: log_to_run(run_ref, values, tags=used),
+        )
     what = "real training" if floor else "generated"
     print(f"{n} {what} vs {n} real test images ({device}):")
     for name, value in metrics.items():
