@@ -75,7 +75,13 @@ def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
     return grad.square().flatten(1).sum(dim=1).mean()
 
 
-def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tensor:
+def feature_matching_loss(
+    real_features: Tensor,
+    fake_features: Tensor,
+    *,
+    mean: Callable[[Tensor], Tensor] = lambda batch: batch.mean(dim=0),
+) -> Tensor:
     """Feature matching (Salimans et al. 2016, section 3.1): ||E f(x) - E f(G(z))||_2^2 over
-    an intermediate layer f of D, the batch means standing in for the expectations."""
-    return (real_features.mean(dim=0) - fake_features.mean(dim=0)).square().sum()
+    an intermediate layer f of D, the batch means standing in for the expectations
+    (``mean``: over the global batch under torchrun, ``distributed.global_mean``)."""
+    return (mean(real_features) - mean(fake_features)).square().sum()

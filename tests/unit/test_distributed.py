@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ganops.config import ModelConfig
 from ganops.errors import GanopsError
-from ganops.training.distributed import Replicas, check_batch_size, from_env
+from ganops.models import build_models
+from ganops.training.distributed import (
+    Replicas,
+    check_batch_size,
+    from_env,
+    global_mean,
+    sync_batchnorm,
+)
 
 
 @pytest.mark.parametrize("world", [1, 2, 4])
@@ -48,3 +56,24 @@ def test_the_global_batch_must_split_evenly() -> None:
     check_batch_size(128, Replicas(rank=0, world_size=4))
     with pytest.raises(GanopsError, match="batch_size 100 does not split evenly over 3"):
         check_batch_size(100, Replicas(rank=0, world_size=3))
+
+
+def test_batchnorm_is_synchronised_on_gpus_and_reported_on_cpus() -> None:
+    """On a GPU every BatchNorm becomes SyncBatchNorm with the same parameters and buffers
+    (checkpoints keep their keys); on a CPU, where PyTorch has none, it stays and the caller
+    is told (it warns); a net without BatchNorm is left alone."""
+    generator, _ = build_models(ModelConfig(arch="tf_dcgan", dcgan_channels=4))
+    keys = set(generator.state_dict())
+    assert sync_batchnorm(generator, torch.device("cpu")) is True
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in generator.modules())
+    assert sync_batchnorm(generator, torch.device("cuda", 0)) is False  # converted, no forward
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    assert set(generator.state_dict()) == keys
+    mlp, _ = build_models(ModelConfig(arch="mlp"))
+    assert sync_batchnorm(mlp, torch.device("cpu")) is False
+
+
+def test_global_mean_of_one_process_is_the_batch_mean() -> None:
+    batch = torch.arange(12.0).view(4, 3)
+    torch.testing.assert_close(global_mean(batch), batch.mean(dim=0))

@@ -8,6 +8,10 @@ averages gradients across processes in every backward pass.
 ``train.batch_size`` stays the *global* batch: each process takes its own
 ``batch_size / N`` slice of every batch of the shared epoch permutation (and of the noise),
 so the step count, and the data one step sees, are those of a single-process run.
+What is computed over a batch is taken over the global batch too: feature matching's batch
+means are averaged across processes (``global_mean``), and on GPUs BatchNorm becomes
+SyncBatchNorm. PyTorch has no SyncBatchNorm on CPUs, so there (gloo) each process normalises
+by its own slice's statistics, and a warning says so.
 Only rank 0 logs to MLflow, draws progress and writes checkpoints and outputs.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -122,12 +127,47 @@ def process_group(replicas: Replicas, device: torch.device) -> Iterator[None]:
         torch.distributed.destroy_process_group()
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+def sync_batchnorm(module: nn.Module, device: torch.device) -> bool:
+    """On GPUs, replace ``module``'s BatchNorm layers in place by SyncBatchNorm (statistics
+    over the global batch; the same parameters and buffers, so checkpoints do not change).
+    Returns whether ``module`` still normalises per process (BatchNorm on a CPU)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return False
+    if device.type != "cuda":
+        return True
+    for name, child in module.named_children():
+        setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return False
+
+
+def wrap(module: nn.Module, device: torch.device, *, name: str) -> nn.Module:
     """DistributedDataParallel around ``module`` (rank 0's weights are broadcast to all)."""
     from torch.nn.parallel import DistributedDataParallel
 
+    if sync_batchnorm(module, device) and torch.distributed.get_rank() == 0:
+        print(
+            f"warning: the {name} has BatchNorm and PyTorch has no SyncBatchNorm on the CPU: "
+            "each process normalises by the statistics of its own batch slice, so this run "
+            "is not the single-process one (it is on GPUs)",
+            file=sys.stderr,
+        )
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def global_mean(batch: Tensor) -> Tensor:
+    """The mean over dim 0 of the global batch, of which this process holds a slice (the
+    same-size slice on every process); differentiable, so each process's gradient is its
+    slice's share of the global objective's. One process: ``batch.mean(0)``."""
+    mean = batch.mean(dim=0)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return mean
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return mean
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(mean) / world
 
 
 def check_same_start(step: int, replicas: Replicas, *, device: torch.device) -> None:

@@ -109,8 +109,8 @@ def train(
     distributed.check_same_start(state.step if state else 0, replicas, device=device)
     if replicas.distributed:
         gan.wrapped = (
-            distributed.wrap(gan.generator, device),
-            distributed.wrap(gan.discriminator, device),
+            distributed.wrap(gan.generator, device, name="generator"),
+            distributed.wrap(gan.discriminator, device, name="discriminator"),
         )
         if replicas.rank:  # other dropout masks than rank 0's (weights were drawn alike)
             torch.manual_seed(hash((params.train.seed, replicas.rank, state.step if state else 0)))

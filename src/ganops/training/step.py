@@ -26,6 +26,7 @@ from ganops.losses import (
     r1_penalty,
     real_probability,
 )
+from ganops.training.distributed import global_mean
 
 
 @dataclass
@@ -267,7 +268,7 @@ def generator_step(
                 with torch.no_grad():
                     target = _d_features(gan, diff_augment(real, policy), labels)
                 matched = _d_features(gan, augmented, labels)
-                loss = feature_matching_loss(target, matched)
+                loss = feature_matching_loss(target, matched, mean=global_mean)
             else:
                 logits = _full(gan.discriminator(augmented, labels))
                 loss = generator_loss(cfg.loss, loss_input(logits, cfg))
