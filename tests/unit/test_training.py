@@ -208,6 +208,29 @@ def test_an_interval_without_a_generator_update_has_no_generator_loss(
     assert all(math.isfinite(row[k]) for row in result.history for k in ("loss_d", "d_real"))
 
 
+def test_a_random_state_from_another_kind_of_device_reseeds_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A CUDA generator's state (16 bytes: seed and offset) cannot be loaded into a CPU
+    generator: resuming on the CPU reseeds from (seed, step), the same way every time, with a
+    warning, instead of failing on a device change that train.device allows."""
+    from ganops.training.loop import _restore_rng
+
+    cuda_like = torch.zeros(16, dtype=torch.uint8)
+    draws = []
+    for _ in range(2):
+        rng = torch.Generator().manual_seed(0)
+        _restore_rng(rng, LoopState(step=40, rng_state=cuda_like), TrainConfig(seed=3))
+        draws.append(torch.randn(5, generator=rng))
+    torch.testing.assert_close(draws[0], draws[1])
+    assert "not a cpu generator's" in capsys.readouterr().err
+    saved = torch.Generator().manual_seed(9)
+    rng = torch.Generator().manual_seed(0)
+    _restore_rng(rng, LoopState(step=40, rng_state=saved.get_state()), TrainConfig(seed=3))
+    torch.testing.assert_close(torch.randn(5, generator=rng), torch.randn(5, generator=saved))
+    assert capsys.readouterr().err == ""
+
+
 def test_a_diverged_state_is_never_checkpointed_between_log_readings(
     images: torch.Tensor,
 ) -> None:

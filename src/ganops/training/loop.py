@@ -19,6 +19,7 @@ is replayed from a CUDA graph (``ganops.training.cuda_graphs``, ``train.cuda_gra
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,6 +121,25 @@ def _stop_if_diverged(bad: list[str], state: LoopState) -> None:
         )
 
 
+def _restore_rng(rng: torch.Generator, state: LoopState, cfg: TrainConfig) -> None:
+    """Continue the loop's random stream (batch order, noise) from a checkpoint. A CPU and a
+    CUDA generator keep different states, so a run resumed on the other kind of device
+    (``train.device`` may change on resume) reseeds from (seed, step) instead, and says so:
+    the run goes on, but its later batches and noise are not those an uninterrupted run on
+    one device would have drawn."""
+    assert state.rng_state is not None
+    try:
+        rng.set_state(state.rng_state.cpu())
+    except RuntimeError:
+        rng.manual_seed(hash((cfg.seed, state.step)) % 2**63)
+        print(
+            f"warning: the checkpoint's random state is not a {rng.device.type} generator's "
+            f"(it was saved on another kind of device); the loop's random stream restarts "
+            f"from seed {cfg.seed} and step {state.step}",
+            file=sys.stderr,
+        )
+
+
 def batch_indices(
     state: LoopState, cfg: TrainConfig, *, num_images: int, rng: torch.Generator
 ) -> Tensor:
@@ -191,7 +211,7 @@ def fit(
     device, per_epoch = images.device, batches_per_epoch(len(images), cfg.batch_size)
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
     if state.rng_state is not None:
-        rng.set_state(state.rng_state)
+        _restore_rng(rng, state, cfg)
     state.sums = torch.zeros(4, device=device) if state.sums is None else state.sums.to(device)
     iterate = iteration_for(gan, cfg, device=device, replicas=replicas)
     total_steps = per_epoch * cfg.epochs
