@@ -85,11 +85,15 @@ class ModelConfig:
     )
     bn_momentum: float = _spec(
         0.2,
-        "PyTorch BatchNorm momentum (Keras momentum=0.8 is PyTorch momentum=0.2).",
+        "PyTorch BatchNorm momentum of the mlp generator's BatchNorm (g_batchnorm; Keras "
+        "momentum=0.8 is PyTorch momentum=0.2). tf_dcgan keeps its tutorial's Keras "
+        "default (0.99, PyTorch 0.01); dcgan and resnet use PyTorch's 0.1.",
         gt=0.0,
         le=1.0,
     )
-    d_dropout: float = _spec(0.3, "Dropout probability in the MLP discriminator.", ge=0.0, lt=1.0)
+    d_dropout: float = _spec(
+        0.3, "Dropout probability in the mlp and tf_dcgan discriminators.", ge=0.0, lt=1.0
+    )
     leaky_slope: float = _spec(
         0.2,
         "LeakyReLU negative slope of the mlp pair (G and D) and the dcgan and keras_conv "
