@@ -21,7 +21,10 @@ from ganops.errors import WRITE_ERRNOS, ConfigError, GanopsError, output_error
 from ganops.locks import exclusive
 
 app = typer.Typer(
-    help="GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate.",
+    help=(
+        "GANs on MNIST and Fashion-MNIST as a reproducible pipeline: "
+        "download -> prepare -> classifier -> train -> evaluate."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -84,7 +87,8 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
 ) -> None:
-    """GANs on MNIST as a reproducible pipeline: download -> prepare -> train -> evaluate."""
+    """GANs on MNIST and Fashion-MNIST as a reproducible pipeline:
+    download -> prepare -> classifier -> train -> evaluate."""
 
 
 @app.command()
