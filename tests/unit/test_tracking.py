@@ -137,6 +137,27 @@ def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
     assert "evaluate.generator=best (was last)" in capfd.readouterr().err
 
 
+def test_a_run_deleted_in_mlflow_is_not_resumed_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A deleted run cannot be reopened: the resumed training opens a new run, with a
+    warning, instead of failing with a hint about tracking.uri."""
+    import mlflow
+
+    from ganops.tracking.runs import training_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    with training_run(Params(), tmp_path, tags={}) as first:
+        pass
+    mlflow.MlflowClient().delete_run(first["run_id"])
+    capfd.readouterr()
+    with training_run(Params(), tmp_path, tags={}, run_id=first["run_id"]) as again:
+        assert again["run_id"] != first["run_id"]
+    assert (
+        f"run {first['run_id']} of the interrupted training was deleted" in capfd.readouterr().err
+    )
+
+
 def test_ui_command_shows_the_store_with_one_quiet_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -153,12 +153,20 @@ def _experiment_id(name: str, uri: str, root: Path) -> str:
 
 
 def _run_exists(run_id: str) -> bool:
+    """Whether the interrupted run can be continued: it is in the store and not deleted (a
+    deleted run cannot be reopened; the resumed training then starts a new run and says so)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        mlflow.get_run(run_id)
+        run = mlflow.get_run(run_id)
     except MlflowException:
+        return False
+    if run.info.lifecycle_stage == "deleted":
+        warn(
+            f"warning: tracking: run {run_id} of the interrupted training was deleted in "
+            "MLflow; the resumed training logs to a new run"
+        )
         return False
     return True
 
