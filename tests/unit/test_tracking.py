@@ -135,6 +135,11 @@ def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
     changed = {k: v for k, v in run.data.tags.items() if k.startswith("resumed.")}
     assert changed == {"resumed.train.device": "cuda", "resumed.evaluate.generator": "best"}
     assert "evaluate.generator=best (was last)" in capfd.readouterr().err
+    # Resumed once more with the start's params: the earlier resume's tags go.
+    with training_run(start, tmp_path, tags={"device": "cpu"}, run_id=first["run_id"]):
+        pass
+    tags = mlflow.MlflowClient().get_run(first["run_id"]).data.tags
+    assert tags["device"] == "cpu" and not [k for k in tags if k.startswith("resumed.")]
 
 
 def test_a_run_deleted_in_mlflow_is_not_resumed_into(

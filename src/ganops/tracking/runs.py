@@ -255,15 +255,24 @@ def _changed_since_start(run_id: str, params: Params) -> dict[str, str]:
     """The params a resumed session runs with that differ from those its run logged at the
     start (a resume may change ``train.device``, ``evaluate.generator``, ...): MLflow params
     are write-once, so each becomes a tag ``resumed.<key>`` holding the value now, and a
-    warning says so. A key the run never logged (added since) is logged as a param."""
+    warning says so. A key the run never logged (added since) is logged as a param; a
+    ``resumed.`` tag of an earlier resume whose key is back at the start's value goes."""
     import mlflow
 
-    logged = mlflow.MlflowClient().get_run(run_id).data.params
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    logged = run.data.params
     now = {key: str(value) for key, value in to_flat_dict(params).items()}
     new = {key: value for key, value in now.items() if key not in logged}
     if new:
         mlflow.log_params(new)
     changed = {key: value for key, value in now.items() if key in logged and logged[key] != value}
+    for tag in run.data.tags:
+        if (
+            tag.startswith(RESUMED_TAG_PREFIX)
+            and tag.removeprefix(RESUMED_TAG_PREFIX) not in changed
+        ):
+            client.delete_tag(run_id, tag)
     if changed:
         listed = ", ".join(f"{key}={value} (was {logged[key]})" for key, value in changed.items())
         warn(

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -165,9 +166,25 @@ def global_mean(batch: Tensor) -> Tensor:
     world = torch.distributed.get_world_size()
     if world == 1:
         return mean
-    from torch.distributed.nn.functional import all_reduce
+    return _SumOverProcesses.apply(mean) / world  # type: ignore[no-any-return]
 
-    return all_reduce(mean) / world
+
+class _SumOverProcesses(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: the sum's gradient reaches every process's input
+    as the sum of the gradients of every process's output. (torch.distributed.nn's version
+    is deprecated, and its successor's autograd is recent.)"""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        total = tensor.clone()
+        torch.distributed.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        total = grad.contiguous().clone()
+        torch.distributed.all_reduce(total)
+        return total
 
 
 def check_same_start(step: int, replicas: Replicas, *, device: torch.device) -> None:
