@@ -5,6 +5,7 @@ Vega from a CDN) and that MLflow shows beside the run's sample grids."""
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from ganops.files import atomic_path
@@ -46,8 +47,9 @@ def training_curves_png(
                     color="grey",
                 )
                 continue
-            for y in ys:
-                axis.plot([row[x] for row in points], [row[y] for row in points], label=y)
+            for y in ys:  # NaN (loss_g of an interval without a G update): no point
+                kept = [row for row in points if not math.isnan(row[y])]
+                axis.plot([row[x] for row in kept], [row[y] for row in kept], label=y)
             if x == "epoch":  # no "epoch 2.5" ticks between whole epochs
                 axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.legend(fontsize=8)

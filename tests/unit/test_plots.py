@@ -55,3 +55,25 @@ def test_per_epoch_panels_tick_whole_epochs_only(
     for axis in epoch_axes:
         ticks = axis.get_xticks()
         assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks)
+
+
+def test_a_generator_loss_missing_every_other_reading_still_draws_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """log_every below d_steps: every other loss_g is NaN (no G update in that interval).
+    The line joins the measured points; with the NaN kept, matplotlib would draw nothing."""
+    from matplotlib import pyplot as plt
+
+    figures: list[Any] = []
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: (figures.append(figure), close(figure)))
+    nan = float("nan")
+    losses = [
+        {"step": s, "epoch": 1, "loss_d": 1.0, "loss_g": nan if s % 2 else s / 10,
+         "d_real": 0.6, "d_fake": 0.4}
+        for s in range(1, 11)
+    ]  # fmt: skip
+    training_curves_png(losses, [], path=tmp_path / "curves.png")
+    (line,) = [ln for ln in figures[0].axes[0].get_lines() if ln.get_label() == "loss_g"]
+    assert list(line.get_xdata()) == [2, 4, 6, 8, 10]
+    assert list(line.get_ydata()) == [0.2, 0.4, 0.6, 0.8, 1.0]

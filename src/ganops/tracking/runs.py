@@ -165,7 +165,8 @@ def _run_exists(run_id: str) -> bool:
     if run.info.lifecycle_stage == "deleted":
         warn(
             f"warning: tracking: run {run_id} of the interrupted training was deleted in "
-            "MLflow; the resumed training logs to a new run"
+            "MLflow; the resumed training logs to a new run, without the metrics of the "
+            "steps before the interruption (outputs/train/losses.csv keeps every step)"
         )
         return False
     return True

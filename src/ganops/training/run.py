@@ -177,7 +177,8 @@ def restore(gan: GAN, blob: dict[str, Any]) -> LoopState:
     gan.d_updates = int(blob.get("d_updates", 0))  # absent before lazy R1 existed
     torch.set_rng_state(blob["torch_rng"])  # dropout draws continue where they stopped
     if blob.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+        # One state per GPU of the saving machine; a machine with fewer GPUs takes its share.
+        torch.cuda.set_rng_state_all(blob["cuda_rng"][: torch.cuda.device_count()])
     return LoopState.from_state_dict(blob["loop"])
 
 

@@ -150,6 +150,7 @@ def write_outputs(
         log_training_outputs(
             files,
             seconds,
-            generator=lambda: sampler if scored == last else load_generator(scored)[0],
+            # The file's module, rebuilt: under DDP the live one holds SyncBatchNorm layers.
+            generator=lambda: load_generator(scored)[0],
             params=params,
         )
