@@ -108,6 +108,7 @@ def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) 
     assert {"d_fake", "fid_64", "kid_64", "precision_64", "class_kl"} <= set(run.data.metrics)
     # What the evaluation that wrote fid_64 used (a later one with other evaluate.* retags).
     assert run.data.tags["evaluated_with.evaluate.num_samples"] == "64"
+    assert run.data.tags["evaluated_with.device"] == "cpu"
     assert run.data.tags["evaluated_with.evaluate.seed"] == str(
         yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["seed"]
     )

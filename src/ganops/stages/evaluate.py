@@ -103,6 +103,7 @@ def run(
         # evaluated_with.<key> beside the metrics it overwrites.
         values = {k: float(v) for k, v in metrics.items()}
         used = {f"evaluated_with.evaluate.{k}": str(v) for k, v in asdict(cfg).items()}
+        used["evaluated_with.device"] = str(device)  # what evaluate.device: auto resolved to
         attempt(
             f"metrics to run {run_ref['run_id']}",
             lambda: log_to_run(run_ref, values, tags=used),
