@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from ganops.config import load_params
 from tests.conftest import ROOT, tiny_params, write_params
 
 pytestmark = pytest.mark.slow
@@ -109,9 +110,8 @@ def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) 
     # What the evaluation that wrote fid_64 used (a later one with other evaluate.* retags).
     assert run.data.tags["evaluated_with.evaluate.num_samples"] == "64"
     assert run.data.tags["evaluated_with.device"] == "cpu"
-    assert run.data.tags["evaluated_with.evaluate.seed"] == str(
-        yaml.safe_load((project / "params.yaml").read_text())["evaluate"]["seed"]
-    )
+    seed = load_params(project / "params.yaml").evaluate.seed  # a default: not in the file
+    assert run.data.tags["evaluated_with.evaluate.seed"] == str(seed)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/fcd")] == [8]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"losses.csv", "quality.csv", "samples.png", "images"} <= artifacts
