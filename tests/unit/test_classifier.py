@@ -120,16 +120,8 @@ def test_epoch_evaluator_scores_only_its_epochs_and_never_moves_the_training_rng
 ) -> None:
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 8, "g_hidden": [32]}})
     generator = build_models(params.model)[0]
-    evaluator = EpochEvaluator(
-        trained,
-        real_images=digits[2][:64],
-        real_labels=digits[3][:64],
-        train_labels=digits[1],
-        every=2,
-        latent_dim=8,
-        conditional=False,
-        seed=5,
-        device=CPU,
+    evaluator = _asking(
+        trained, digits, real=digits[2][:64], asked=digits[3][:64], conditional=False, every=2
     )
     assert evaluator(generator, 1) == {} and evaluator(generator, 3) == {}
     rng = torch.get_rng_state()
@@ -198,14 +190,16 @@ def _asking(
     real: Tensor,
     asked: Tensor,
     conditional: bool,
+    every: int = 1,
 ) -> EpochEvaluator:
-    """A per-epoch scorer of every epoch whose real images are ``real``, labelled ``asked``."""
+    """A per-epoch scorer of every ``every``-th epoch whose real images are ``real``,
+    labelled ``asked``."""
     return EpochEvaluator(
         trained,
         real_images=real,
         real_labels=asked,
         train_labels=digits[1],
-        every=1,
+        every=every,
         latent_dim=8,
         conditional=conditional,
         seed=5,
