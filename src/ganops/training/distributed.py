@@ -136,8 +136,7 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> bool:
         return False
     if device.type != "cuda":
         return True
-    for name, child in module.named_children():
-        setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the layers inside module
     return False
 
 
