@@ -116,3 +116,40 @@ def test_sigterm_saves_the_last_completed_step_and_resume_finishes(project: Path
     assert f"{before:.1f} s of it before the resume" in output
     assert _checkpoint_seconds(checkpoint) > before
     assert os.path.getsize(project / "models" / "generator.pt") > 0
+
+
+def test_kill_9_between_checkpoints_names_the_steps_trained_again(
+    tmp_path: Path, project: Path
+) -> None:
+    """Tracked, with a checkpoint every 100 steps and a loss reading every 5: a kill -9 after
+    step 100 leaves MLflow points beyond the checkpoint, which the resumed session trains
+    again; the run is tagged with exactly those steps."""
+    import mlflow
+    import yaml
+
+    from ganops.tracking.runs import REPLAYED_TAG
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["checkpoint_every"] = 100
+    params["tracking"] = {"enabled": True, "uri": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    write_params(project / "params.yaml", params)
+    checkpoint = project / "models" / "checkpoint.pt"
+    client = mlflow.MlflowClient(params["tracking"]["uri"])
+    process = _train(project)
+    _wait_for_new_checkpoint(checkpoint, process)
+    run_id = str(torch.load(checkpoint, map_location="cpu", weights_only=True)["run_id"])
+    deadline = time.monotonic() + 120
+    later: list[int] = []
+    while not later:  # until points past the checkpoint have reached the store
+        assert time.monotonic() < deadline and process.poll() is None
+        later = [m.step for m in client.get_metric_history(run_id, "loss_d") if m.step > 100]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert _checkpoint_step(checkpoint) == 100
+    last = max(m.step for m in client.get_metric_history(run_id, "loss_d"))
+    finish = _train(project)
+    output, _ = finish.communicate(timeout=900)
+    assert finish.returncode == 0, output
+    assert f"points of steps 101-{last}" in output
+    assert client.get_run(run_id).data.tags[REPLAYED_TAG] == f"101-{last}"

@@ -163,6 +163,70 @@ def test_a_run_deleted_in_mlflow_is_not_resumed_into(
     )
 
 
+def test_steps_logged_after_the_last_checkpoint_are_named_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A session killed at step 20 after checkpointing step 10 left points 15 and 20 in its
+    run; the resumed session trains them again, and MLflow cannot delete the old ones, so a
+    tag and a warning name the steps. A resume with nothing beyond its checkpoint says
+    nothing."""
+    import mlflow
+
+    from ganops.tracking.runs import REPLAYED_TAG, training_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    with training_run(Params(), tmp_path, tags={}) as first:
+        for step in (5, 10, 15, 20):
+            mlflow.log_metric("loss_d", 1.0, step=step)
+    run_id = first["run_id"]
+    capfd.readouterr()
+    with training_run(Params(), tmp_path, tags={}, run_id=run_id, resumed_step=20):
+        pass
+    assert REPLAYED_TAG not in mlflow.MlflowClient().get_run(run_id).data.tags
+    assert "killed" not in capfd.readouterr().err
+    with training_run(Params(), tmp_path, tags={}, run_id=run_id, resumed_step=10):
+        pass
+    assert mlflow.MlflowClient().get_run(run_id).data.tags[REPLAYED_TAG] == "11-20"
+    assert "points of steps 11-20" in capfd.readouterr().err
+    with training_run(Params(), tmp_path, tags={}, run_id=run_id, resumed_step=15):
+        pass  # killed again after a checkpoint at 15: both spans stay named
+    assert mlflow.MlflowClient().get_run(run_id).data.tags[REPLAYED_TAG] == "11-20,16-20"
+
+
+def test_a_resumed_run_goes_on_sampling_system_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU and memory curves continue in the resumed session, from the step after the
+    first session's last sample, instead of stopping at the interruption."""
+    import time
+
+    import mlflow
+
+    from ganops.tracking.runs import training_run
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.1")
+    client = mlflow.MlflowClient()
+    key = "system/cpu_utilization_percentage"
+
+    def steps_after(run_id: str, after: int) -> list[int]:
+        """The sampled steps beyond ``after``, polled for up to 20 s."""
+        for _ in range(200):
+            steps = [m.step for m in client.get_metric_history(run_id, key) if m.step > after]
+            if steps:
+                return steps
+            time.sleep(0.1)
+        return []
+
+    with training_run(Params(), tmp_path, tags={}) as first:
+        assert steps_after(first["run_id"], -1)
+    last = max(m.step for m in client.get_metric_history(first["run_id"], key))
+    with training_run(Params(), tmp_path, tags={}, run_id=first["run_id"]):
+        assert steps_after(first["run_id"], last)
+    steps = [m.step for m in client.get_metric_history(first["run_id"], key)]
+    assert len(steps) == len(set(steps))  # continued, not restarted at 0
+
+
 def test_ui_command_shows_the_store_with_one_quiet_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -72,8 +72,9 @@ def run(
         stack.enter_context(distributed.process_group(replicas, device))
         gan, state = new_gan(params, device, resume=resume)
         run_id = resume.get("run_id") if resume else None
+        step = state.step if state else None
         logger, ref = stack.enter_context(
-            training_logger(params, tags, run_id=run_id, enabled=main)
+            training_logger(params, tags, run_id=run_id, resumed_step=step, enabled=main)
         )
 
         checkpoint = checkpoint_writer(

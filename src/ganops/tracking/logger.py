@@ -71,10 +71,15 @@ def _now_ms() -> int:
 
 @contextmanager
 def training_logger(
-    params: Params, tags: dict[str, str], *, run_id: str | None = None, enabled: bool = True
+    params: Params,
+    tags: dict[str, str],
+    *,
+    run_id: str | None = None,
+    resumed_step: int | None = None,
+    enabled: bool = True,
 ) -> Iterator[tuple[TrainLogger, dict[str, str]]]:
     """The training run's ``TrainLogger`` and run reference: an MLflow run (``run_id``: the
-    interrupted run to continue), or a no-op logger and ``{}`` when tracking is off (or not
+    interrupted run to continue from its checkpoint of ``resumed_step``), or a no-op logger and ``{}`` when tracking is off (or not
     ``enabled``: DDP's other ranks) or, with ``tracking.required: false``, when the server or
     store cannot be used at the start."""
     if not (enabled and params.tracking.enabled):
@@ -83,7 +88,9 @@ def training_logger(
     with ExitStack() as stack:
         try:
             run_ref = stack.enter_context(
-                training_run(params, Path.cwd(), tags=tags, run_id=run_id)
+                training_run(
+                    params, Path.cwd(), tags=tags, run_id=run_id, resumed_step=resumed_step
+                )
             )
         except TrackingError as error:
             if params.tracking.required:

@@ -181,10 +181,15 @@ def describe_changes(params: Params) -> str:
 
 @contextmanager
 def training_run(
-    params: Params, cwd: Path, *, tags: dict[str, str], run_id: str | None = None
+    params: Params,
+    cwd: Path,
+    *,
+    tags: dict[str, str],
+    run_id: str | None = None,
+    resumed_step: int | None = None,
 ) -> Iterator[dict[str, str]]:
-    """Open the MLflow run for a training job (or reopen ``run_id`` when resuming); yields
-    its reference (``run_id``, ``uri``)."""
+    """Open the MLflow run for a training job (or reopen ``run_id`` when resuming from the
+    checkpoint of ``resumed_step``); yields its reference (``run_id``, ``uri``)."""
     import mlflow
 
     root = repo_root(cwd)
@@ -208,6 +213,9 @@ def training_run(
             f"could not open an MLflow run at {uri} ({describe_error(error)}); fix "
             "tracking.uri, or set tracking.required: false to go on without tracking"
         ) from None
+    if resumed_step is not None and run.info.run_id == run_id:
+        step, resumed = resumed_step, run.info.run_id
+        attempt("the steps trained again", lambda: _mark_replayed(resumed, step))
     status = "FAILED"
     try:
         yield {"run_id": run.info.run_id, "uri": uri, "experiment_id": experiment_id}
@@ -234,7 +242,8 @@ def _start(
     if run_id is not None and _run_exists(run_id):
         # Resuming: same run, so curves continue. Its tags describe this session; its params
         # were logged when it started and cannot change, so what differs now is tagged.
-        run = mlflow.start_run(run_id=run_id)
+        # log_system_metrics: MLflow carries the sampler's step on from the run's last one.
+        run = mlflow.start_run(run_id=run_id, log_system_metrics=True)
         mlflow.set_tags(all_tags | _owner() | _changed_since_start(run_id, params))
         return run
     all_tags |= _owner()
@@ -250,6 +259,30 @@ def _start(
 
 
 RESUMED_TAG_PREFIX = "resumed."
+REPLAYED_TAG = "ganops.replayed_steps"
+
+
+def _mark_replayed(run_id: str, step: int) -> None:
+    """A session killed without a last checkpoint (kill -9, a lost machine) had logged points
+    beyond the checkpoint of ``step``; the resumed session trains those steps again. MLflow
+    cannot delete metric points, so its curves hold both: the tag ``ganops.replayed_steps``
+    and a warning name the steps (losses.csv holds only the resumed run's)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    later = [point.step for point in client.get_metric_history(run_id, "loss_d")]
+    later = [at for at in later if at > step]
+    if not later:
+        return
+    span = f"{step + 1}-{max(later)}"
+    earlier = client.get_run(run_id).data.tags.get(REPLAYED_TAG)
+    mlflow.set_tag(REPLAYED_TAG, f"{earlier},{span}" if earlier else span)
+    warn(
+        f"warning: tracking: run {run_id} holds points of steps {span} from the session that "
+        f"was killed after its last checkpoint (step {step}); they are trained again, and "
+        f"MLflow keeps both in its curves (tagged {REPLAYED_TAG}); "
+        "outputs/train/losses.csv will hold this run's only"
+    )
 
 
 def _changed_since_start(run_id: str, params: Params) -> dict[str, str]:
