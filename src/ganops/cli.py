@@ -401,9 +401,7 @@ def ui(
     deprecation warnings silenced. A tracking server (http:// or https://) has its own UI:
     its address is printed instead.
     """
-    import subprocess
-
-    from ganops.tracking.runs import tracking_uri, ui_command
+    from ganops.tracking.runs import check_port_free, serve_ui, tracking_uri, ui_command
 
     uri = tracking_uri(_params(params).tracking, Path.cwd())
     if uri.startswith(("http://", "https://")):
@@ -412,5 +410,6 @@ def ui(
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         print(f"note: {uri} does not exist yet (no run logged); `dvc repro` logs the first")
     argv, env = ui_command(uri, host=host, port=port)
+    check_port_free(host, port)
     print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)", flush=True)
-    raise typer.Exit(subprocess.run(argv, env=env, check=False).returncode)
+    raise typer.Exit(serve_ui(argv, env))

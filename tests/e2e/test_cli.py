@@ -158,11 +158,15 @@ def test_help_wraps_paragraphs_to_the_terminal_and_shows_flags_bare(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path, stop: str) -> None:
     """`ganops ui` starts a real MLflow UI on the store params name; its output holds no
-    starlette deprecation warning and one server process, not four."""
+    starlette deprecation warning and one server process, not four. Ctrl-C (SIGINT to the
+    terminal's process group) or a SIGTERM to ganops alone stops every MLflow process."""
     import signal
     import time
+
+    import psutil
 
     from tests.conftest import free_port, wait_for_health
 
@@ -180,9 +184,17 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
         )
         try:
             wait_for_health(f"http://127.0.0.1:{port}", process, log)
-        finally:  # Ctrl-C: SIGINT to the whole group, so MLflow's workers stop too
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(60)
+            served_by = psutil.Process(process.pid).children(recursive=True)
+        finally:
+            if stop == "ctrl-c":  # SIGINT to the whole group, as a terminal sends it
+                os.killpg(process.pid, signal.SIGINT)
+            else:  # a service manager's or a `kill`'s SIGTERM, to ganops only
+                process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    assert code == (0 if stop == "ctrl-c" else 128 + signal.SIGTERM)
+    assert served_by  # mlflow ui, its server and workers
+    _, alive = psutil.wait_procs(served_by, timeout=30)
+    assert not alive, f"MLflow UI processes still running after {stop}: {alive}"
     text = log.read_text()
     assert f"MLflow UI on http://127.0.0.1:{port} for sqlite:///{store}" in text
     assert "DeprecationWarning" not in text
@@ -190,7 +202,7 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path) -
     assert store.is_file()  # the UI opened (and created) the project's store
     deadline = time.monotonic() + 30
     while _group_alive(process.pid):  # nothing of the UI outlives Ctrl-C
-        assert time.monotonic() < deadline, "MLflow UI processes still running after Ctrl-C"
+        assert time.monotonic() < deadline, f"processes of ganops' group still running after {stop}"
         time.sleep(0.5)
 
 

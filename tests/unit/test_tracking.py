@@ -244,6 +244,29 @@ def test_ui_command_shows_the_store_with_one_quiet_worker(
         ui_command(f"sqlite:///{tmp_path}/missing/mlflow.db", host="127.0.0.1", port=5123)
 
 
+def test_ui_on_a_port_in_use_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's server would print its bind error among its start-up lines and exit 0."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from ganops.cli import app
+
+    (tmp_path / "params.yaml").write_text(f"tracking:\n  uri: sqlite:///{tmp_path}/mlflow.db\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["ui", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.output
+    assert f"--port {port + 1}" in result.output and "MLflow UI on" not in result.output
+
+
 def test_ui_for_a_tracking_server_prints_its_address(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,9 +4,11 @@ Model Registry. The training loop's logger is ``ganops.tracking.logger``."""
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
-from ganops.errors import Interrupted, TrackingError, describe_error
+from ganops.errors import Interrupted, TrackingError, UsageError, describe_error
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
 # caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
@@ -475,3 +477,72 @@ def ui_command(uri: str, *, host: str, port: int) -> tuple[list[str], dict[str, 
     env = dict(os.environ)
     env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UI_QUIET_WARNINGS]))
     return argv, env
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before starting the UI when ``host:port`` cannot be listened on: MLflow's own
+    server prints the bind error among its start-up lines and exits 0."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} on {host} is in use (another `ganops ui` or `mlflow ui`?); stop "
+                f"it, or pick another with --port {port + 1}"
+            ) from None
+        raise UsageError(
+            f"cannot listen on {host}:{port} ({describe_error(error)}); fix --host or --port"
+        ) from None
+
+
+def serve_ui(argv: list[str], env: dict[str, str], *, grace: float = 15.0) -> int:
+    """Run the UI command until it ends or ganops gets SIGINT (Ctrl-C), SIGTERM or SIGHUP,
+    which stop its whole process group (MLflow's server and its workers), so nothing keeps
+    serving after ganops is gone. Returns its exit code: 0 after Ctrl-C, 128 + N after
+    signal N."""
+    child = subprocess.Popen(argv, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        _signal_group(child.pid, signal.SIGTERM)
+
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, stop) for signum in stopping}
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _end_group(child, grace)
+    if received:
+        return 0 if received[0] == signal.SIGINT else 128 + received[0]
+    return code
+
+
+def _signal_group(group: int, signum: int) -> bool:
+    """Send ``signum`` to a process group; False when none of it is left."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end_group(child: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop what is left of ``child``'s process group (workers outlive their parent): SIGTERM,
+    then SIGKILL after ``grace`` seconds."""
+    import time
+
+    if child.poll() is None:
+        _signal_group(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _signal_group(child.pid, 0):
+        if time.monotonic() > deadline:
+            _signal_group(child.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    child.wait()
