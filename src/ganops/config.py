@@ -599,7 +599,7 @@ def read_params_yaml(path: Path) -> Any:
     except FileNotFoundError:
         raise ConfigError(
             str(path),
-            "missing",
+            "no such file",
             "an existing params file (run from the project root or pass --params)",
             kind="file not found",
         ) from None
@@ -614,10 +614,24 @@ def read_params_yaml(path: Path) -> Any:
     except ConfigError as error:
         raise ConfigError(str(path), error.value, error.allowed, kind=error.kind) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "unknown position"
-        raise ConfigError(str(path), where, "valid YAML", kind="YAML syntax error") from None
+        raise ConfigError(
+            str(path), _yaml_problem(error), "valid YAML", kind="YAML syntax error"
+        ) from None
     return raw
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's account of a syntax error on one line, with positions (1-based): what it was
+    reading where (e.g. a flow sequence opened at line 2), then what went wrong where."""
+    parts = []
+    for text, mark in (
+        (getattr(error, "context", None), getattr(error, "context_mark", None)),
+        (getattr(error, "problem", None), getattr(error, "problem_mark", None)),
+    ):
+        if text:
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            parts.append(f"{text}{at}")
+    return ": ".join(parts) or str(error).replace("\n", " ")
 
 
 def to_flat_dict(params: Params) -> dict[str, Any]:

@@ -106,9 +106,14 @@ def test_bad_values_name_the_key_value_and_what_is_allowed(
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("train:\n  epochs: [1,\n")
-    with pytest.raises(ConfigError, match="YAML syntax error"):
+    path.write_text("data:\n  source: [oops\n")  # a flow sequence never closed
+    with pytest.raises(ConfigError, match="YAML syntax error") as info:
         load_params(path)
+    # What PyYAML was reading and where it started, then what went wrong where.
+    assert "while parsing a flow sequence at line 2, column 11: expected ',' or ']'" in str(
+        info.value
+    )
+    assert "at line 3, column 1" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_flat_dict_has_every_key_once() -> None:
