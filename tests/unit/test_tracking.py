@@ -300,10 +300,12 @@ def test_the_logged_generator_names_its_requirements_and_loads_back(
 
     monkeypatch.setattr(mlflow.models, "infer_pip_requirements", no_inference)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    cfg = ModelConfig(arch="mlp", g_hidden=(8,), d_hidden=(8,), latent_dim=4)
-    generator = build_models(cfg)[0].eval()
+    cfg = ModelConfig(arch="mlp", g_hidden=(8,), d_hidden=(8,), latent_dim=4, g_batchnorm=True)
+    generator = build_models(cfg)[0]  # in training mode, as the training loop leaves it
     with mlflow.start_run() as run:
         log_generator(generator, cfg, registered_name="")
+    assert generator.training  # the caller's module is left as it was
+    generator.eval()  # the logged copy was exported in eval mode: BatchNorm's running stats
     uri = f"runs:/{run.info.run_id}/generator"
     requirements = Path(mlflow.artifacts.download_artifacts(f"{uri}/requirements.txt"))
     pinned = {line.split("==")[0] for line in requirements.read_text().split()}
