@@ -84,6 +84,7 @@ def test_floor_scores_real_images_beside_the_model_without_touching_its_metrics(
     classifier = "outputs/classifier/classifier.pt"
     out = sh("ganops", "evaluate", "--floor", "--classifier", classifier, cwd=project)
     assert "real training vs 64 real test images" in out
+    assert "kid_std_64         0 (one subset: the whole set)" in out  # not a measured 0
     floor = json.loads((project / "outputs/evaluate/floor.json").read_text())
     model = json.loads(before)
     assert metrics_file.read_bytes() == before  # the pipeline's metrics are not the floor's

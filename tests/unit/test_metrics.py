@@ -49,7 +49,10 @@ def test_kid_with_whole_sets_as_subsets_is_the_unbiased_mmd() -> None:
     mean, std = kid_from_features(fake, real, seed=0, subsets=3, subset_size=1000)
     expected = unbiased_poly_mmd(fake.double().numpy(), real.double().numpy())
     assert mean == pytest.approx(expected, rel=1e-4)
-    assert std == pytest.approx(0, abs=1e-6)  # every "subset" is the whole set, reordered
+    assert std == 0.0  # every "subset" is the whole set, reordered: no rounding noise
+    # Unequal sets: subsets of the larger one differ, so there is a spread.
+    _, spread = kid_from_features(gaussian(80, 8, seed=1), real, seed=0, subsets=3)
+    assert spread > 0
 
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift() -> None:

@@ -60,6 +60,8 @@ def kid_from_features(
             torch.cat(parts) for parts in zip(*sums, strict=True)
         )
     scores = (real_pairs + fake_pairs) / (size * (size - 1)) - 2 * cross_pairs / size**2  # (S,)
+    if size == len(real) == len(fake):  # every subset is both whole sets: one value, no spread
+        return float(scores.mean()), 0.0  # (the scores differ only by summation order)
     return float(scores.mean()), float(scores.std(unbiased=False))
 
 
