@@ -60,9 +60,15 @@ def kid_from_features(
             torch.cat(parts) for parts in zip(*sums, strict=True)
         )
     scores = (real_pairs + fake_pairs) / (size * (size - 1)) - 2 * cross_pairs / size**2  # (S,)
-    if size == len(real) == len(fake):  # every subset is both whole sets: one value, no spread
-        return float(scores.mean()), 0.0  # (the scores differ only by summation order)
+    if whole_sets(len(fake), len(real), subset_size):  # the scores differ only by summation order
+        return float(scores.mean()), 0.0
     return float(scores.mean()), float(scores.std(unbiased=False))
+
+
+def whole_sets(num_fake: int, num_real: int, subset_size: int = SUBSET_SIZE) -> bool:
+    """Whether every KID subset is both whole sets (equal sets of at most ``subset_size``):
+    then KID is one value and its spread is 0, not measured."""
+    return num_fake == num_real <= subset_size
 
 
 def _draw_subsets(

@@ -22,7 +22,7 @@ from ganops.errors import DataError
 from ganops.files import ensure_writable, write_json, write_text
 from ganops.metrics.classes import classes_csv, expected_class_share
 from ganops.metrics.evaluation import score_images
-from ganops.metrics.kid import SUBSET_SIZE
+from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of
 from ganops.models.sampling import generated_batches
 from ganops.stages.common import resolve_device
@@ -113,7 +113,6 @@ def run(
     what = "real training" if floor else "generated"
     print(f"{n} {what} vs {n} real test images ({device}):")
     for name, value in metrics.items():
-        # Up to 1,000 per side every KID subset is the whole set: the spread is 0, not known.
-        alone = family_of(name) == "kid_std" and n <= SUBSET_SIZE
+        alone = family_of(name) == "kid_std" and whole_sets(n, n)
         print(f"  {name:<18} {value:.5g}" + (" (one subset: the whole set)" if alone else ""))
     return metrics

@@ -79,9 +79,9 @@ def training_logger(
     enabled: bool = True,
 ) -> Iterator[tuple[TrainLogger, dict[str, str]]]:
     """The training run's ``TrainLogger`` and run reference: an MLflow run (``run_id``: the
-    interrupted run to continue from its checkpoint of ``resumed_step``), or a no-op logger and ``{}`` when tracking is off (or not
-    ``enabled``: DDP's other ranks) or, with ``tracking.required: false``, when the server or
-    store cannot be used at the start."""
+    interrupted run to continue from its checkpoint of ``resumed_step``), or a no-op logger
+    and ``{}`` when tracking is off (or not ``enabled``: DDP's other ranks) or, with
+    ``tracking.required: false``, when the server or store cannot be used at the start."""
     if not (enabled and params.tracking.enabled):
         yield NullLogger(), {}
         return

@@ -272,8 +272,7 @@ def _mark_replayed(run_id: str, step: int) -> None:
     import mlflow
 
     client = mlflow.MlflowClient()
-    later = [point.step for point in client.get_metric_history(run_id, "loss_d")]
-    later = [at for at in later if at > step]
+    later = [at.step for at in client.get_metric_history(run_id, "loss_d") if at.step > step]
     if not later:
         return
     span = f"{step + 1}-{max(later)}"
