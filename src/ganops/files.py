@@ -18,7 +18,10 @@ from typing import Any
 
 import torch
 
-from ganops.errors import output_error
+from ganops.errors import DataError, output_error
+
+# A file ganops wrote is a few KiB; anything far bigger was not written by it.
+MAX_JSON_BYTES = 16 << 20
 
 
 def current_umask() -> int:
@@ -228,3 +231,33 @@ def file_sha256(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def parse_json(text: str, source: str) -> Any:
+    """``text`` parsed as JSON, or one ``DataError`` naming ``source``: every file read back
+    is untrusted, so invalid JSON, nesting deep enough to exhaust the parser's recursion and
+    integers past Python's digit limit are each one line, never a traceback."""
+    if len(text) > MAX_JSON_BYTES:
+        raise DataError(f"{source}: {len(text)} characters, more than any file ganops writes")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{source}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise DataError(f"{source}: JSON nested too deeply to be a file ganops wrote") from None
+    except ValueError as error:  # e.g. an integer longer than sys.get_int_max_str_digits()
+        raise DataError(f"{source}: unreadable JSON ({str(error).splitlines()[0]})") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON in ``path`` (``what`` names it in errors, e.g. "run reference"); a missing
+    file raises ``FileNotFoundError`` for the caller to explain, other faults ``DataError``."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_JSON_BYTES + 1)
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: unreadable {what} ({type(error).__name__})") from None
+    return parse_json(text, f"{path} ({what})")
