@@ -300,24 +300,38 @@ def recipe(
         Path, typer.Option("--dir", help="Directory of recipe files.", file_okay=False)
     ] = Path("recipes"),
     params: ParamsOption = Path("params.yaml"),
+    set_params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-S",
+            "--set-param",
+            help="KEY=VALUE passed on to `dvc exp run -S` after the recipe's (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Print (or, with --apply, run) the `dvc exp run -n NAME -S key=value ...` of a recipe.
 
     A recipe is a params overlay (recipes/NAME.yaml; docs/recipes.md): its model.* and
-    train.* keys start from config.py's defaults, not params.yaml's, and the whole is
-    validated before anything runs. Only the values that differ from PARAMS are set.
-    Without NAME, lists the recipes.
+    train.* keys start from config.py's defaults, not params.yaml's, and the whole, with
+    any -S overrides, is validated before anything runs. Only the values that differ from
+    PARAMS are set; the command is checked to give exactly those params through DVC's own
+    -S parser. Without NAME, lists the recipes.
     """
     import shlex
     import subprocess
 
     from ganops import recipes
+    from ganops.errors import UsageError
 
     if name is None:
+        if set_params:
+            raise UsageError("-S KEY=VALUE needs a recipe NAME (`ganops recipe` lists them)")
         for known in recipes.recipe_names(directory):
             print(f"{known}: {recipes.summary(directory / f'{known}.yaml')}")
         return
-    command = recipes.dvc_command(recipes.load_recipe(name, directory, base=_params(params)))
+    chosen = recipes.load_recipe(name, directory, base=_params(params))
+    chosen = recipes.with_overrides(chosen, set_params or [])
+    command = recipes.checked_command(chosen, params)
     print(shlex.join(command))
     if apply:
         raise typer.Exit(subprocess.run(command, check=False).returncode)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,13 @@ from ganops.config import (
     params_from_dict,
     read_params_yaml,
     to_flat_dict,
+)
+from ganops.dvc_overrides import (
+    NOT_VERBATIM,
+    applied_by_dvc,
+    check_verbatim,
+    override_value,
+    read_override,
 )
 from ganops.errors import ConfigError, UsageError
 
@@ -46,6 +54,7 @@ class Recipe:
     path: Path
     params: Params  # params.yaml's, with the recipe applied
     changes: dict[str, Any]  # "section.key" -> value, where params differs from params.yaml's
+    overrides: tuple[str, ...] = ()  # `-S KEY=VALUE` given on the command line, verbatim
 
 
 def recipe_names(directory: Path) -> list[str]:
@@ -63,6 +72,11 @@ def load_recipe(name: str, directory: Path, *, base: Params) -> Recipe:
     params = recipe_params(base, read_params_yaml(path), path=path)
     current, wanted = to_flat_dict(base), to_flat_dict(params)
     changes = {key: value for key, value in wanted.items() if value != current[key]}
+    for key, value in changes.items():
+        try:
+            check_verbatim(key, value)
+        except ConfigError as error:
+            raise error.with_note(f"in recipe {path}") from None
     return Recipe(name=name, path=path, params=params, changes=changes)
 
 
@@ -91,33 +105,65 @@ def recipe_params(base: Params, overlay: Any, *, path: Path) -> Params:
         raise error.with_note(f"in recipe {path}") from None
 
 
+def with_overrides(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
+    """``recipe`` with ``-S KEY=VALUE`` overrides (``dvc exp run``'s) on top, each read as DVC
+    reads it and the whole validated again; they reach DVC verbatim, after the recipe's."""
+    raw: dict[str, Any] = dataclasses.asdict(recipe.params)
+    keys = to_flat_dict(recipe.params)
+    for text in overrides:
+        key, value = read_override(text, keys)
+        section, name = key.split(".")
+        raw[section][name] = value
+    try:
+        params = params_from_dict(raw)
+    except ConfigError as error:
+        raise error.with_note(f"from -S {' -S '.join(overrides)}") from None
+    return dataclasses.replace(recipe, params=params, overrides=(*recipe.overrides, *overrides))
+
+
 def dvc_command(recipe: Recipe) -> list[str]:
     """``dvc exp run -n NAME -S key=value ...``: the experiment that runs ``recipe`` on top
-    of the current params.yaml (only the values that differ from it are set)."""
+    of the current params.yaml (only the values that differ from it are set), then the
+    ``-S`` overrides as given."""
     command = ["dvc", "exp", "run", "-n", recipe.name]
     for key, value in recipe.changes.items():
-        command += ["-S", f"{key}={override_value(value)}"]
+        try:
+            command += ["-S", f"{key}={override_value(value, key=key)}"]
+        except ConfigError as error:
+            raise error.with_note(f"in recipe {recipe.path}") from None
+    for text in recipe.overrides:
+        command += ["-S", text]
     return command
 
 
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_RESERVED = {"true", "false", "null", "inf", "nan"}  # Hydra reads these unquoted as non-strings
-
-
-def override_value(value: Any) -> str:
-    """``value`` in the Hydra override grammar that ``dvc exp run -S`` parses: lists as
-    ``[a,b]``, booleans lower-case, strings quoted unless plain words (a comma would
-    otherwise start a sweep)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(override_value(item) for item in value) + "]"
-    text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def checked_command(recipe: Recipe, params_file: Path) -> list[str]:
+    """``dvc_command(recipe)``, proven: DVC's own ``-S`` code, run on a copy of
+    ``params_file`` (the params.yaml it rewrites whole), gives exactly ``recipe.params``.
+    Otherwise one ``ConfigError`` names the first key that would arrive changed."""
+    wanted = to_flat_dict(recipe.params)
+    for key, value in wanted.items():
+        try:  # the recipe's values and -S's were checked already: these are params_file's
+            check_verbatim(key, value)
+        except ConfigError as error:
+            raise error.with_note(f"in {params_file}, which dvc exp run -S rewrites") from None
+    command = dvc_command(recipe)
+    overrides = [command[i + 1] for i, arg in enumerate(command) if arg == "-S"]
+    try:
+        written = to_flat_dict(params_from_dict(applied_by_dvc(params_file, overrides)))
+    except ConfigError as error:  # e.g. a string DVC writes so that YAML reads a bool
+        if error.key not in wanted or error.value == wanted[error.key]:
+            raise error.with_note(f"as dvc exp run -S would write {params_file}") from None
+        written = {error.key: error.value}
+    for key, value in wanted.items():
+        if key in written and written[key] != value:
+            raise ConfigError(
+                key,
+                value,
+                "a value `dvc exp run -S` writes back unchanged (it would arrive in "
+                f"{params_file} as {written[key]!r})",
+                kind=NOT_VERBATIM,
+            )
+    return command
 
 
 def summary(path: Path) -> str:

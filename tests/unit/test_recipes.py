@@ -19,6 +19,7 @@ from ganops.config import Params, load_params, to_flat_dict
 from ganops.errors import ConfigError, UsageError
 from ganops.recipes import (
     OPERATIONAL_KEYS,
+    checked_command,
     dvc_command,
     load_recipe,
     override_value,
@@ -61,6 +62,7 @@ def test_dvc_exp_run_of_a_recipe_sets_exactly_its_params(
     recipe = load_recipe(name, RECIPES, base=base)
     command = dvc_command(recipe)
     assert command[:5] == ["dvc", "exp", "run", "-n", name]
+    assert checked_command(recipe, ROOT / "params.yaml") == command  # the CLI's own check
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
     apply_overrides(copy, _overrides(command))
