@@ -357,7 +357,10 @@ def gate(
     ),
     baseline: Annotated[
         str | None,
-        typer.Option(help="Git revision whose committed metrics file is the baseline."),
+        typer.Option(
+            help="Git revision (or DVC experiment name) whose committed metrics file is the "
+            "baseline; a git revision wins over an experiment of the same name."
+        ),
     ] = None,
     summary: Annotated[
         Path | None,
@@ -383,20 +386,26 @@ def gate(
     Reads METRICS and params gate.* (gate.max_fid: an absolute limit; with --baseline REV,
     FID may be worse than REV's by at most gate.fid_tolerance). Prints a table of metric,
     value, limit and result. With --promote, a pass makes the run's registered generator
-    (tracking.registered_model) the 'champion'.
+    (tracking.registered_model) the 'champion': only when METRICS were scored from that very
+    generator file and run (else run `ganops evaluate` first), and the tracking server answers.
     """
     from ganops import gate as gating
 
     config = _params(params)
-    target = None
+    promotion = None
     if promote:
         from ganops.checkpoints import scored_generator
 
         generator = scored_generator(models, config.evaluate.generator)
-        target = gating.promotion_target(config.tracking, train_out, generator=generator)
-    gating.run(config.gate, metrics, baseline=baseline, repo=Path.cwd(), summary=summary)
-    if target is not None:
-        gating.promote(config.tracking, target)
+        promotion = gating.promotion_target(config.tracking, train_out, generator=generator)
+    gating.run(
+        config.gate,
+        metrics,
+        baseline=baseline,
+        repo=Path.cwd(),
+        summary=summary,
+        promotion=promotion,
+    )
 
 
 @app.command()

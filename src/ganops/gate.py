@@ -1,23 +1,24 @@
 """``ganops gate``: pass or fail a trained model on its metrics, for CI.
 
 Limits come from params.yaml's ``gate`` section (absolute) and, optionally, from the same
-metrics at a baseline git revision (relative, direction-aware: a lower FID is better).
-Exit codes: 0 all checks pass, 1 a check fails, 2 bad input (``DataError``/``ConfigError``).
+metrics at a baseline git revision or DVC experiment (relative, direction-aware: a lower FID
+is better; ``ganops.baseline``). Exit codes: 0 all checks pass, 1 a check fails, 2 bad input
+(``DataError``/``ConfigError``) or a promotion the tracking server cannot make.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ganops import run_reference
+from ganops.baseline import baseline_file, compare_scoring
 from ganops.config import GateConfig, TrackingConfig
-from ganops.errors import DataError, GanopsError, output_error
+from ganops.errors import DataError, GanopsError, TrackingError, output_error
+from ganops.files import file_sha256
 from ganops.metrics.names import family_of
+from ganops.metrics_file import MetricsFile, load_metrics
 
 
 class GateFailed(GanopsError):
@@ -32,69 +33,6 @@ class Check:
     value: float
     limit: str  # e.g. "<= 60" or "<= 52.5 (baseline HEAD~1: 50.0 +5%)"
     passed: bool
-
-
-def read_metrics(text: str, source: str) -> dict[str, float]:
-    """Parse a metrics JSON file's text; ``source`` names it in errors."""
-    try:
-        metrics = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{source}: not valid JSON ({error.msg} at line {error.lineno})") from None
-    if not isinstance(metrics, dict):
-        raise DataError(f"{source}: expected a JSON object of metric names to numbers")
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-
-
-def load_metrics(path: Path) -> dict[str, float]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: metrics file not found; run `dvc repro` (or `ganops evaluate`) first"
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: unreadable metrics file ({type(error).__name__})") from None
-    return read_metrics(text, str(path))
-
-
-def baseline_metrics(revision: str, path: Path, *, repo: Path) -> dict[str, float]:
-    """The metrics file as committed at ``revision`` (e.g. ``main`` or ``HEAD~1``).
-
-    ``revision`` is never read as a git option: one starting with '-' (``--output=FILE``
-    would make ``git show`` write a file) or holding control characters is refused.
-    """
-    if not revision or revision.startswith("-") or not revision.isprintable():
-        raise DataError(
-            f"--baseline {revision!r} is not a git revision; give a branch, tag or commit "
-            "such as main or HEAD~1"
-        )
-    top = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if top.returncode != 0:
-        raise DataError(f"--baseline needs a git repository; {repo} is not in one")
-    try:
-        relative = path.resolve().relative_to(Path(top.stdout.strip()).resolve()).as_posix()
-    except ValueError:
-        raise DataError(f"{path} is outside the git repository {top.stdout.strip()}") from None
-    result = subprocess.run(
-        ["git", "show", "--end-of-options", f"{revision}:{relative}"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["git show failed"])[-1]
-        raise DataError(
-            f"baseline {revision!r}: cannot read {relative} there ({reason}); the baseline must "
-            "be a git revision whose commit holds the metrics file"
-        )
-    return read_metrics(result.stdout, f"{revision}:{relative}")
 
 
 @dataclass(frozen=True)
@@ -207,6 +145,23 @@ def table(results: list[Check]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """What ``--promote`` would make the champion: the training run of ``generator``."""
+
+    cfg: TrackingConfig
+    run_ref: dict[str, str]
+    generator: Path
+    reference: Path  # the run reference file that names the run
+
+
+class PromotionError(TrackingError):
+    """The tracking server cannot promote (unreachable, or it failed): exit 2, never the
+    gate's 'fail'."""
+
+    exit_code = 2
+
+
 def run(
     cfg: GateConfig,
     metrics_path: Path,
@@ -214,18 +169,27 @@ def run(
     baseline: str | None,
     repo: Path,
     summary: Path | None = None,
+    promotion: Promotion | None = None,
 ) -> list[Check]:
-    """Print the table (and append it to ``summary``); raise ``GateFailed`` on a failure."""
+    """Print the table (and append it to ``summary``); raise ``GateFailed`` on a failure.
+    With ``promotion``, the metrics must be those of its generator and run, the tracking
+    server must answer before a verdict is printed, and a pass promotes."""
     if summary is not None and not summary.parent.is_dir():  # before a verdict is printed
         raise DataError(f"--summary {summary}: its directory does not exist")
     metrics = load_metrics(metrics_path)
-    base: dict[str, Any] | None = None
+    if promotion is not None:
+        require_scored(metrics, promotion)
+    base, header = None, ""
     if baseline:
-        base = baseline_metrics(baseline, metrics_path, repo=repo)
+        base_file, shown = baseline_file(baseline, metrics_path, repo=repo)
+        header = compare_scoring(metrics, base_file, shown)
+        base = base_file.metrics
     results = checks(
-        cfg, metrics, source=str(metrics_path), baseline=base, baseline_name=baseline or ""
+        cfg, metrics.metrics, source=str(metrics_path), baseline=base, baseline_name=baseline or ""
     )
-    text = table(results)
+    if promotion is not None:
+        probe(promotion)
+    text = header + table(results)
     print(text, end="")
     if summary is not None:
         try:
@@ -236,28 +200,75 @@ def run(
     failed = [c.metric for c in results if not c.passed]
     if failed:
         raise GateFailed(f"gate failed: {', '.join(failed)} outside the limits above")
+    if promotion is not None:
+        promote(promotion)
     return results
 
 
-def promotion_target(cfg: TrackingConfig, train_dir: Path, *, generator: Path) -> dict[str, str]:
+def promotion_target(cfg: TrackingConfig, train_dir: Path, *, generator: Path) -> Promotion:
     """The tracked training run of ``generator`` whose registered model ``--promote`` would
     promote; checked before gating, so a bad setup is exit 2, not a gate result."""
     if not cfg.enabled or not cfg.registered_model:
         raise DataError("--promote needs tracking.enabled: true and a tracking.registered_model")
     run_ref = run_reference.read(train_dir, generator)
+    reference = train_dir / run_reference.FILE_NAME
     if run_ref is None:
         raise DataError(
-            f"{train_dir / run_reference.FILE_NAME}: no tracked training run recorded for "
-            f"{generator}; nothing to promote (train with tracking.enabled: true first)"
+            f"{reference}: no tracked training run recorded for {generator}; nothing to "
+            "promote (train with tracking.enabled: true first)"
         )
-    return run_ref
+    return Promotion(cfg, run_ref, generator, reference)
 
 
-def promote(cfg: TrackingConfig, run_ref: dict[str, str]) -> str:
-    """Make the generator registered by ``run_ref``'s run the champion."""
+def require_scored(metrics: MetricsFile, promotion: Promotion) -> None:
+    """Refuse to promote on metrics that are not ``promotion``'s generator's and run's: a
+    ``train`` without an ``evaluate`` after it (or one cut short) leaves the previous
+    model's metrics.json, and an edited run reference names another run."""
+    fix = "run `ganops evaluate` (or `dvc repro evaluate`) to score it, then gate again"
+    scored = metrics.scored_value("generator_sha256")
+    if scored is None:
+        raise DataError(
+            f"{metrics.source} does not record which generator it scored (written before "
+            f"ganops recorded it, or by --floor); nothing promoted: {fix}"
+        )
+    current = file_sha256(promotion.generator)
+    if scored != current:
+        raise DataError(
+            f"{metrics.source} holds the metrics of another generator than {promotion.generator} "
+            f"(SHA-256 {scored[:12]}, the file now {current[:12]}); nothing promoted: {fix}"
+        )
+    run_id = metrics.scored_value("run_id")
+    if run_id != promotion.run_ref["run_id"]:
+        raise DataError(
+            f"{metrics.source} was scored for MLflow run {run_id}, but {promotion.reference} "
+            f"names run {promotion.run_ref['run_id']}; nothing promoted: {fix}"
+        )
+
+
+def probe(promotion: Promotion) -> None:
+    """The tracking server must answer within the short probe budget training uses: one that
+    never does would hang the promotion after a printed 'pass'."""
+    from ganops.tracking import runs
+
+    try:
+        runs.check_reachable(promotion.run_ref["uri"], timeout=runs.PROBE_TIMEOUT_S)
+    except TrackingError as error:
+        reason = str(error).split(";")[0]
+        raise PromotionError(
+            f"--promote: {reason}; nothing gated or promoted. Start it (the run reference "
+            f"{promotion.reference} names it) and gate again"
+        ) from None
+
+
+def promote(promotion: Promotion) -> str:
+    """Make the generator registered by the promotion's run the champion."""
     from ganops.tracking.runs import CHAMPION
     from ganops.tracking.runs import promote as set_champion
 
-    version = set_champion(run_ref, cfg.registered_model)
-    print(f"promoted {cfg.registered_model} version {version} to @{CHAMPION}")
+    name = promotion.cfg.registered_model
+    try:
+        version = set_champion(promotion.run_ref, name)
+    except TrackingError as error:
+        raise PromotionError(f"the gate passed, but {error}; @{CHAMPION} is unchanged") from None
+    print(f"promoted {name} version {version} to @{CHAMPION}")
     return version

@@ -263,6 +263,8 @@ def _evaluate_with_scores_captured(
         return Scores({"fid_16": 1.0})
 
     monkeypatch.setattr(evaluate, "score_images", spy)
+    # No Inception pass runs, so no weights need converting for the record in metrics.json.
+    monkeypatch.setattr(evaluate, "_inception_weights", lambda cfg, cache: (cfg, "test"))
     evaluate.run(
         params,
         data_dir,

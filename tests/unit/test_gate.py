@@ -10,6 +10,7 @@ import pytest
 from ganops import gate
 from ganops.config import GateConfig
 from ganops.errors import DataError
+from ganops.metrics_file import load_metrics
 
 
 def write(path: Path, metrics: dict[str, float]) -> Path:
@@ -157,10 +158,8 @@ def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> No
     with pytest.raises(DataError, match="no tracked training run recorded"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
     run_reference.write(tmp_path, {"run_id": "abc", "uri": "u"}, generators=[generator])
-    assert gate.promotion_target(TrackingConfig(), tmp_path, generator=generator) == {
-        "run_id": "abc",
-        "uri": "u",
-    }
+    target = gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
+    assert target.run_ref == {"run_id": "abc", "uri": "u"} and target.generator == generator
 
 
 def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) -> None:
@@ -238,4 +237,4 @@ def test_a_metrics_file_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.json"
     metrics.write_bytes(b'{"fid_1k": \xff}')
     with pytest.raises(DataError, match="unreadable metrics file"):
-        gate.load_metrics(metrics)
+        load_metrics(metrics)

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from ganops import outputs, run_reference
 from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
-from ganops.config import Params
-from ganops.data import load_prepared, require_images
+from ganops.config import EvaluateConfig, Params
+from ganops.data import META_FILE, load_prepared, read_meta, require_images
 from ganops.devices import precision_warning
 from ganops.errors import DataError
-from ganops.files import ensure_writable, write_json, write_text
+from ganops.files import ensure_writable, file_sha256, write_json, write_text
 from ganops.metrics.classes import classes_csv, expected_class_share
 from ganops.metrics.evaluation import score_images
 from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of
+from ganops.metrics_file import SCORED, scored_record
 from ganops.models.sampling import generated_batches
 from ganops.stages.common import resolve_device
 
@@ -41,8 +43,10 @@ def run(
 ) -> dict[str, float]:
     """Write ``out_dir/metrics.json`` (and ``classes.csv``) and log them to the training run.
 
-    ``floor``: score real training images instead of the generator, into ``floor.json``: the
-    best any generator can do at this sample count.
+    metrics.json also records, under ``scored``, the generator file's SHA-256, the run, the
+    dataset, the Inception weights and the precision (``ganops.metrics_file``). ``floor``:
+    score real training images instead of the generator, into ``floor.json``: the best any
+    generator can do at this sample count.
     """
     cfg, n = params.evaluate, params.evaluate.num_samples
     device = resolve_device(cfg.device, "evaluate.device")
@@ -50,6 +54,8 @@ def run(
         print(f"warning: {slow}", file=sys.stderr)
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator_path = scored_generator(models_dir, cfg.generator)
+    # Hashed before loading: the SHA-256 names the bytes that were scored.
+    generator_sha256 = None if floor else file_sha256(generator_path)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
     tracked = not floor and params.tracking.enabled
@@ -81,10 +87,11 @@ def run(
             seed=cfg.seed,
             classes=classes,
         )
+    scoring_cfg, weights_digest = _inception_weights(cfg, cache_dir)
     scores = score_images(
         batches,
         real,
-        cfg=cfg,
+        cfg=scoring_cfg,
         device=device,
         cache_dir=cache_dir,
         classifier=classifier,
@@ -96,7 +103,22 @@ def run(
         raise DataError(f"metrics {', '.join(bad)} are not finite; nothing was written")
     if scores.real_share is not None and not floor:
         write_text(classes_csv(scores.class_counts, scores.real_share), out_dir / outputs.CLASSES)
-    write_json(metrics, out_dir / (outputs.FLOOR if floor else outputs.METRICS))
+    scored = scored_record(
+        generator_sha256=generator_sha256,
+        run_id=run_ref["run_id"] if run_ref is not None else None,
+        dataset=_dataset(data_dir, params),
+        inception_weights=weights_digest,
+        precision=cfg.precision,
+    )
+    document: dict[str, Any] = {**metrics, SCORED: scored}
+    write_json(document, out_dir / (outputs.FLOOR if floor else outputs.METRICS))
+    if tracked and run_ref is None:
+        print(
+            f"warning: tracking: the metrics were not logged to MLflow: {train_dir} records no "
+            "tracked training run for this generator (no mlflow_run.json, or one of an "
+            "untracked training); train with tracking.enabled: true to log them",
+            file=sys.stderr,
+        )
     if run_ref is not None:
         from ganops.tracking.runs import attempt, log_to_run
 
@@ -116,3 +138,20 @@ def run(
         alone = family_of(name) == "kid_std" and whole_sets(n, n)
         print(f"  {name:<18} {value:.5g}" + (" (one subset: the whole set)" if alone else ""))
     return metrics
+
+
+def _inception_weights(cfg: EvaluateConfig, cache_dir: Path) -> tuple[EvaluateConfig, str]:
+    """``cfg`` naming the Inception weights file it resolves to, and that file's digest: the
+    weights scored with are the weights recorded (scaled or other weights give another FID)."""
+    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+
+    weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
+    resolved = cfg if weights is None else replace(cfg, inception_weights=str(weights))
+    return resolved, weights_fingerprint(weights)
+
+
+def _dataset(data_dir: Path, params: Params) -> str:
+    """The dataset the prepared images are of (their meta.json's), else the params'."""
+    if (data_dir / META_FILE).is_file():
+        return str(read_meta(data_dir)["dataset"])
+    return params.data.dataset

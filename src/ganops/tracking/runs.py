@@ -410,14 +410,23 @@ def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_na
 
 def promote(run_ref: dict[str, str], registered_name: str) -> str:
     """Point the ``champion`` alias at the model version logged by ``run_ref``'s run;
-    returns the version. Raises ``GanopsError`` when that run registered no model."""
+    returns the version. Raises ``DataError`` when that run registered no model, and
+    ``TrackingError`` (one line, within MLflow's short retry budget) when the store fails."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from ganops.errors import DataError
 
+    _quick_http()
     check_reachable(run_ref["uri"])
     client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
-    versions = client.search_model_versions(f"name = '{registered_name}'")
+    try:
+        versions = client.search_model_versions(f"name = '{registered_name}'")
+    except (MlflowException, OSError) as error:  # HTTP 5xx after retries, a lost connection
+        raise TrackingError(
+            f"could not read the versions of {registered_name!r} at {run_ref['uri']} "
+            f"({describe_error(error)})"
+        ) from None
     mine = [v for v in versions if v.run_id == run_ref["run_id"]]
     if not mine:
         raise DataError(
@@ -425,7 +434,13 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
             "(is tracking.registered_model set, and did train finish?)"
         )
     version = str(max(int(v.version) for v in mine))
-    client.set_registered_model_alias(registered_name, CHAMPION, version)
+    try:
+        client.set_registered_model_alias(registered_name, CHAMPION, version)
+    except (MlflowException, OSError) as error:
+        raise TrackingError(
+            f"could not set {registered_name!r}@{CHAMPION} to version {version} at "
+            f"{run_ref['uri']} ({describe_error(error)})"
+        ) from None
     return version
 
 
