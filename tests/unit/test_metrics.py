@@ -121,9 +121,11 @@ def test_kid_draws_torchmetrics_subsets_and_matches_it_on_float64_features() -> 
     assert got == pytest.approx(expected, rel=1e-10)
 
 
-def test_kid_of_float32_features_is_within_1e_6_of_float64() -> None:
+def test_kid_of_float32_features_is_within_5e_6_of_float64() -> None:
     """Products in float32 (the features' dtype), cubes and sums in float64; KID is a small
-    difference of large sums, so this is the tolerance that matters."""
+    difference of large sums, so this is the tolerance that matters. The float32 products'
+    rounding depends on the CPU's matrix-product kernel: 1.3e-6 on an Intel Xeon with AMX
+    (1 or 2 threads), within 1e-6 on the AMD EPYC VM before, so the bound is 5e-6."""
     real = gaussian(600, 256, seed=25).abs()
     fake = gaussian(600, 256, seed=26).abs() * 1.02 + 0.01
     kid32, std32 = kid_from_features(fake, real, seed=1, subsets=10, subset_size=200)
@@ -131,7 +133,7 @@ def test_kid_of_float32_features_is_within_1e_6_of_float64() -> None:
         fake.double(), real.double(), seed=1, subsets=10, subset_size=200
     )
     assert 0 < kid64 < 0.05  # a small KID, where cancellation would show
-    assert kid32 == pytest.approx(kid64, rel=1e-6) and std32 == pytest.approx(std64, rel=1e-4)
+    assert kid32 == pytest.approx(kid64, rel=5e-6) and std32 == pytest.approx(std64, rel=1e-4)
 
 
 # --- precision and recall ----------------------------------------------------------------------
