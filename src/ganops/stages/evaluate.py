@@ -54,9 +54,10 @@ def run(
         print(f"warning: {slow}", file=sys.stderr)
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator_path = scored_generator(models_dir, cfg.generator)
-    # Hashed before loading: the SHA-256 names the bytes that were scored.
-    generator_sha256 = None if floor else file_sha256(generator_path)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)
+    # Hashed once it loaded (a missing file is load_generator's one-line error): the SHA-256
+    # names the bytes that were scored.
+    generator_sha256 = None if floor else file_sha256(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
     tracked = not floor and params.tracking.enabled
     run_ref = run_reference.read(train_dir, generator_path) if tracked else None
