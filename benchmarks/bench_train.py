@@ -101,7 +101,7 @@ def build_loops(
     arch: str, raw: np.ndarray, args: argparse.Namespace, device: torch.device
 ) -> Loops:
     model_cfg = ModelConfig(arch=arch)  # params.yaml defaults: dropout 0.3, classic widths
-    cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed, log_every=50)
+    cfg = TrainConfig(batch_size=args.batch_size, seed=args.seed, log_every=50, precision="fp32")
     torch.manual_seed(args.seed)
     generator, discriminator = build_models(model_cfg)
     classic = build_classic_gan(copy.deepcopy(generator), copy.deepcopy(discriminator), cfg, device)

@@ -30,12 +30,28 @@ def _spec(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    max_items: int | None = None,
 ) -> Any:
-    """A dataclass field with its description and allowed range attached."""
+    """A dataclass field with its description and allowed range attached (for a list: the
+    range of each item, and ``max_items``)."""
     meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    meta["max_items"] = max_items
     if isinstance(default, list | dict):
         raise TypeError("use tuples for sequence defaults so configs stay immutable")
     return field(default=default, metadata=meta)
+
+
+# Upper bounds: no real run comes near them, but a typo such as latent_dim 10000000000 is one
+# ConfigError instead of an allocator traceback minutes later.
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes [0, 2**32 - 1]; torch takes more
+MAX_WIDTH = 8192  # MLP hidden widths
+MAX_CHANNELS = 1024  # conv widths: the dense layer into 7x7x4c grows with c * latent_dim
+MAX_BATCH = 65536
+MAX_EPOCHS = 100_000
+MAX_SAMPLES = 100_000  # FID's usual maximum is 50k (fid50k)
+MAX_IMAGES = 1_000_000  # a subset bigger than MNIST's 70,000 images keeps them all
+MAX_STEPS = 10**9  # step intervals
+PRECISIONS = ("auto", "fp32", "bf16")  # 'auto': ganops.devices.resolve_precision
 
 
 @dataclass(frozen=True)
@@ -49,9 +65,14 @@ class DataConfig:
         "lists), a local directory, or a file:// / http(s):// URL of a directory.",
     )
     train_subset: int = _spec(
-        0, "Keep only the first N training images when preparing (0 = all).", ge=0
+        0,
+        "Keep only the first N training images when preparing (0 = all).",
+        ge=0,
+        le=MAX_IMAGES,
     )
-    test_subset: int = _spec(0, "Keep only the first N test images when preparing (0 = all).", ge=0)
+    test_subset: int = _spec(
+        0, "Keep only the first N test images when preparing (0 = all).", ge=0, le=MAX_IMAGES
+    )
 
 
 ARCHS = ("mlp", "dcgan", "tf_dcgan", "keras_conv", "resnet")
@@ -70,12 +91,20 @@ class ModelConfig:
         "SNGAN-style residual pair (docs/models.md).",
         choices=ARCHS,
     )
-    latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1)
+    latent_dim: int = _spec(100, "Size of the noise vector z.", ge=1, le=4096)
     g_hidden: tuple[int, ...] = _spec(
-        (256, 512, 1024), "MLP generator hidden widths, input to output."
+        (256, 512, 1024),
+        "MLP generator hidden widths, input to output.",
+        ge=1,
+        le=MAX_WIDTH,
+        max_items=16,
     )
     d_hidden: tuple[int, ...] = _spec(
-        (1024, 512, 256), "MLP discriminator hidden widths, input to output."
+        (1024, 512, 256),
+        "MLP discriminator hidden widths, input to output.",
+        ge=1,
+        le=MAX_WIDTH,
+        max_items=16,
     )
     g_batchnorm: bool = _spec(False, "BatchNorm1d after each MLP generator hidden layer.")
     g_bias: bool = _spec(
@@ -108,10 +137,16 @@ class ModelConfig:
         "(64 = the TensorFlow tutorial). keras_conv: G dense 2c, 7x7x2c, ConvT 2c, c; D c, "
         "2c (64 = the Keras tutorial).",
         ge=1,
+        le=MAX_CHANNELS,
     )
-    res_channels: int = _spec(64, "resnet: channels of every residual block.", ge=1)
+    res_channels: int = _spec(
+        64, "resnet: channels of every residual block.", ge=1, le=MAX_CHANNELS
+    )
     res_blocks: int = _spec(
-        1, "resnet: residual blocks per resolution stage (the first of each resamples).", ge=1
+        1,
+        "resnet: residual blocks per resolution stage (the first of each resamples).",
+        ge=1,
+        le=16,
     )
     spectral_norm: bool = _spec(False, "Spectral normalization on the discriminator's layers.")
     init: str = _spec(
@@ -145,9 +180,9 @@ class TrainConfig:
     device: str = _spec(
         "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
     )
-    seed: int = _spec(42, "Seed for weights, noise and batch order.", ge=0)
-    epochs: int = _spec(30, "Passes over the training set.", ge=1)
-    batch_size: int = _spec(128, "Real images per discriminator step.", ge=1)
+    seed: int = _spec(42, "Seed for weights, noise and batch order.", ge=0, le=MAX_SEED)
+    epochs: int = _spec(30, "Passes over the training set.", ge=1, le=MAX_EPOCHS)
+    batch_size: int = _spec(128, "Real images per discriminator step.", ge=1, le=MAX_BATCH)
     batch_sampling: str = _spec(
         "epochs",
         "'epochs': each epoch is a random permutation cut into floor(N / batch_size) "
@@ -157,7 +192,7 @@ class TrainConfig:
         choices=("epochs", "random"),
     )
     loss: str = _spec("non_saturating", "GAN objective.", choices=LOSSES)
-    d_steps: int = _spec(1, "Discriminator updates per generator update (k).", ge=1)
+    d_steps: int = _spec(1, "Discriminator updates per generator update (k).", ge=1, le=1000)
     g_resample: bool = _spec(
         False,
         "The G step generates a new fake batch from fresh noise (a second generator forward "
@@ -218,6 +253,7 @@ class TrainConfig:
         1,
         "Apply R1 every N discriminator steps, scaled by N (StyleGAN2's lazy regularisation).",
         ge=1,
+        le=MAX_STEPS,
     )
     diffaugment: str = _spec(
         "",
@@ -231,16 +267,25 @@ class TrainConfig:
         "decay from lr_g/lr_d to 0 at the last step.",
         choices=("constant", "linear", "cosine"),
     )
-    log_every: int = _spec(50, "Generator steps between loss readings (one host sync each).", ge=1)
-    grid_size: int = _spec(64, "Images in the fixed-noise sample grid logged every epoch.", ge=1)
+    log_every: int = _spec(
+        50, "Generator steps between loss readings (one host sync each).", ge=1, le=MAX_STEPS
+    )
+    grid_size: int = _spec(
+        64, "Images in the fixed-noise sample grid logged every epoch.", ge=1, le=1024
+    )
     checkpoint_every: int = _spec(
-        1000, "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).", ge=0
+        1000,
+        "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).",
+        ge=0,
+        le=MAX_STEPS,
     )
     precision: str = _spec(
-        "fp32",
+        "auto",
         "Forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer and losses "
-        "stay fp32): faster on CPUs with AVX512-BF16/AMX (benchmarks/RESULTS.md).",
-        choices=("fp32", "bf16"),
+        "stay fp32): faster on CPUs with AVX512-BF16/AMX (benchmarks/RESULTS.md). 'auto': "
+        "bf16 where the device multiplies bf16 natively (AVX512-BF16/AMX CPUs, GPUs of compute "
+        "capability 8.0+), else fp32; the stage prints which, and checkpoints record it.",
+        choices=PRECISIONS,
     )
     cuda_graph: str = _spec(
         "auto",
@@ -257,17 +302,19 @@ class EvaluateConfig:
         "Generated and real test images compared by FID (metric name fid_<n>); at least 4, "
         "as precision/recall take each image's 3 nearest neighbours.",
         ge=4,
+        le=MAX_SAMPLES,
     )
-    batch_size: int = _spec(200, "Images per Inception forward pass.", ge=1)
+    batch_size: int = _spec(200, "Images per Inception forward pass.", ge=1, le=1024)
     device: str = _spec(
         "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
     )
     precision: str = _spec(
-        "fp32",
+        "auto",
         "Inception's forward passes in 'fp32' (the classic FID), or 'bf16' under autocast: "
         "faster on CPUs with AVX512-BF16/AMX and on GPUs; FID moves by the amount "
-        "benchmarks/RESULTS.md gives, so compare figures of one precision only.",
-        choices=("fp32", "bf16"),
+        "benchmarks/RESULTS.md gives, so compare figures of one precision only. 'auto': bf16 "
+        "where the device multiplies bf16 natively, else fp32; metrics.json records which.",
+        choices=PRECISIONS,
     )
     compile: str = _spec(
         "auto",
@@ -276,7 +323,9 @@ class EvaluateConfig:
         "rounding; speed in benchmarks/RESULTS.md).",
         choices=("auto", "always", "never"),
     )
-    seed: int = _spec(1234, "Seed for the generated samples and the real-image subset.", ge=0)
+    seed: int = _spec(
+        1234, "Seed for the generated samples and the real-image subset.", ge=0, le=MAX_SEED
+    )
     inception_weights: str = _spec(
         "",
         "Path to torch-fidelity FID Inception weights. Empty: convert the offline copy from "
@@ -287,9 +336,10 @@ class EvaluateConfig:
         "During training, every N epochs: class metrics and fcd of epoch_samples generated "
         "images, logged to MLflow and outputs/train/quality.csv (a DVC plot). 0 = off.",
         ge=0,
+        le=MAX_EPOCHS,
     )
     epoch_samples: int = _spec(
-        1000, "Generated (and real test) images per in-training evaluation.", ge=4
+        1000, "Generated (and real test) images per in-training evaluation.", ge=4, le=MAX_SAMPLES
     )
     generator: str = _spec(
         "last",
@@ -302,19 +352,22 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    epochs: int = _spec(3, "Passes over the training set for the class-metrics classifier.", ge=1)
-    batch_size: int = _spec(128, "Images per classifier update.", ge=1)
+    epochs: int = _spec(
+        3, "Passes over the training set for the class-metrics classifier.", ge=1, le=1000
+    )
+    batch_size: int = _spec(128, "Images per classifier update.", ge=1, le=MAX_BATCH)
     lr: float = _spec(1e-3, "Adam learning rate of the classifier.", gt=0.0)
-    seed: int = _spec(0, "Seed for the classifier's weights and batch order.", ge=0)
+    seed: int = _spec(0, "Seed for the classifier's weights and batch order.", ge=0, le=MAX_SEED)
     device: str = _spec(
         "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
     )
     precision: str = _spec(
-        "fp32",
+        "auto",
         "Training's forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer, "
         "loss and the test accuracy stay fp32): faster on CPUs with AVX512-BF16/AMX "
-        "(benchmarks/RESULTS.md).",
-        choices=("fp32", "bf16"),
+        "(benchmarks/RESULTS.md). 'auto': bf16 where the device multiplies bf16 natively, "
+        "else fp32; the stage prints which.",
+        choices=PRECISIONS,
     )
 
 
@@ -348,7 +401,7 @@ class GateConfig:
     )
     min_recall: float = _spec(0.0, "Fail when recall_<n> is below this (0 = off).", ge=0.0, le=1.0)
     min_classes_covered: int = _spec(
-        0, "Fail when fewer classes are covered by the samples (0 = off).", ge=0
+        0, "Fail when fewer classes are covered by the samples (0 = off).", ge=0, le=10
     )
     max_class_kl: float = _spec(
         0.0,
@@ -371,7 +424,7 @@ class GateConfig:
         0.02, "With --baseline: allowed recall drop below REV's (absolute).", ge=0.0
     )
     classes_covered_tolerance: int = _spec(
-        0, "With --baseline: classes that may be lost relative to REV.", ge=0
+        0, "With --baseline: classes that may be lost relative to REV.", ge=0, le=10
     )
     class_kl_tolerance: float = _spec(
         0.02, "With --baseline: allowed class_kl rise above REV's (absolute, nats).", ge=0.0
@@ -409,7 +462,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against the field's type; ints are accepted where floats are expected."""
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+            isinstance(v, int) and not isinstance(v, bool) for v in value
         ):
             raise ConfigError(key, value, "a list of positive integers, e.g. [256, 512]")
         if not value:
@@ -438,16 +491,32 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"unsupported config type {hint!r} for {key}")
 
 
+_BOUNDS = (
+    ("ge", ">=", lambda a, b: a >= b),
+    ("gt", ">", lambda a, b: a > b),
+    ("le", "<=", lambda a, b: a <= b),
+    ("lt", "<", lambda a, b: a < b),
+)
+
+
 def _check_range(key: str, value: Any, meta: types.MappingProxyType[str, Any]) -> None:
+    """``value`` within the field's choices and bounds (for a list: each item within the
+    bounds, and at most ``max_items`` of them)."""
     if meta["choices"] is not None and value not in meta["choices"]:
         choices = tuple(map(str, meta["choices"]))
         raise ConfigError(key, value, "one of " + ", ".join(choices), options=choices)
-    bounds = [("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b)]
-    bounds += [("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)]
-    for name, symbol, ok in bounds:
+    items, what = (
+        (value, "a list of positive integers, each")
+        if isinstance(value, tuple)
+        else ((value,), "a value")
+    )
+    if meta["max_items"] is not None and len(items) > meta["max_items"]:
+        raise ConfigError(key, list(value), f"a list of at most {meta['max_items']} items")
+    for name, symbol, ok in _BOUNDS:
         limit = meta[name]
-        if limit is not None and not ok(value, limit):
-            raise ConfigError(key, value, f"a value {symbol} {limit}")
+        if limit is not None and not all(ok(item, limit) for item in items):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(key, shown, f"{what} {symbol} {limit}")
 
 
 def _check_name(key: str, value: Any) -> None:
@@ -466,6 +535,7 @@ def _build_section(name: str, raw: Any) -> Any:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(name, raw, "a mapping of keys to values")
+    _check_keys(raw, where=name)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
@@ -494,6 +564,7 @@ def params_from_dict(raw: Any) -> Params:
         raise ConfigError(
             "params.yaml", type(raw).__name__, "a mapping with sections " + ", ".join(SECTIONS)
         )
+    _check_keys(raw, where="params.yaml")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(
@@ -506,6 +577,19 @@ def params_from_dict(raw: Any) -> Params:
     params = Params(**{name: _build_section(name, raw.get(name)) for name in SECTIONS})
     _check_together(params)
     return params
+
+
+NON_STRING_KEY = (
+    "names as keys (sections and params are names; quote a key YAML reads as something "
+    "else, e.g. '1': or 'null':)"
+)
+
+
+def _check_keys(raw: dict[Any, Any], *, where: str) -> None:
+    """Every key of ``raw`` a string: YAML also reads ``1:``, ``null:`` or ``on:`` as keys."""
+    for key in raw:
+        if not isinstance(key, str):
+            raise ConfigError(where, key, NON_STRING_KEY, kind="non-string key")
 
 
 def _check_together(params: Params) -> None:
@@ -566,7 +650,20 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            line = f"line {key_node.start_mark.line + 1}"
+            if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`, `{a: 1}: 2`: unhashable
+                shape = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise ConfigError(
+                    "params.yaml", f"{line}: a {shape}", NON_STRING_KEY, kind="non-string key"
+                )
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):  # `1:`, `null:`, `on:` (YAML 1.1's true)
+                raise ConfigError(
+                    "params.yaml",
+                    f"{line}: {key_node.value or '~'} (read as {type(key).__name__})",
+                    NON_STRING_KEY,
+                    kind="non-string key",
+                )
             if key in seen:
                 raise ConfigError(
                     "params.yaml",
@@ -646,8 +743,10 @@ def to_flat_dict(params: Params) -> dict[str, Any]:
 def _allowed(meta: types.MappingProxyType[str, Any]) -> str:
     if meta["choices"] is not None:
         return " \\| ".join(map(str, meta["choices"]))
-    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    return ", ".join(f"{symbols[name]} {meta[name]}" for name in symbols if meta[name] is not None)
+    shown = [f"{symbol} {meta[name]}" for name, symbol, _ in _BOUNDS if meta[name] is not None]
+    if meta["max_items"] is not None:
+        return f"each {', '.join(shown)}; at most {meta['max_items']} items"
+    return ", ".join(shown)
 
 
 def params_reference() -> list[dict[str, str]]:

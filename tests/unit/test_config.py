@@ -237,3 +237,91 @@ def test_nothing_close_suggests_nothing() -> None:
     with pytest.raises(ConfigError) as caught:
         params_from_dict({"train": {"xyz": 1}})
     assert "did you mean" not in str(caught.value)
+
+
+def test_every_integer_param_has_an_upper_bound() -> None:
+    """Sizes, counts and seeds: each bounded in its schema entry, so a typo is one error
+    at load time, not an allocator traceback (or a seed overflow after the Inception pass)."""
+    from ganops.config import _HINTS
+
+    unbounded = [
+        f"{name}.{spec.name}"
+        for name, cls in SECTIONS.items()
+        for spec in dataclasses.fields(cls)
+        if _HINTS[cls][spec.name] is not bool
+        and _HINTS[cls][spec.name] in (int, tuple[int, ...])
+        and spec.metadata["le"] is None
+    ]
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "too_big", "largest"),
+    [
+        ("train", "seed", 2**64, 2**32 - 1),
+        ("classifier", "seed", 2**32, 2**32 - 1),
+        ("evaluate", "seed", 2**64, 2**32 - 1),
+        ("model", "latent_dim", 10**10, 4096),
+        ("model", "dcgan_channels", 10**6, 1024),
+        ("model", "res_channels", 1025, 1024),
+        ("train", "grid_size", 10**9, 1024),
+        ("train", "batch_size", 65537, 65536),
+        ("classifier", "batch_size", 10**9, 65536),
+        ("train", "epochs", 10**12, 100_000),
+        ("evaluate", "num_samples", 10**8, 100_000),
+        ("evaluate", "batch_size", 10**6, 1024),
+    ],
+)
+def test_absurd_sizes_and_seeds_are_refused_at_load(
+    section: str, key: str, too_big: int, largest: int
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: {too_big}; expected a value <= "):
+        params_from_dict({section: {key: too_big}})
+    assert getattr(getattr(params_from_dict({section: {key: largest}}), section), key) == largest
+
+
+def test_hidden_widths_are_bounded_item_by_item_and_in_number() -> None:
+    with pytest.raises(ConfigError, match=r"model\.g_hidden: \[64, 1000000000\]; .* <= 8192"):
+        params_from_dict({"model": {"g_hidden": [64, 10**9]}})
+    with pytest.raises(ConfigError, match=r"model\.d_hidden: .*at most 16 items"):
+        params_from_dict({"model": {"d_hidden": [8] * 17}})
+    assert params_from_dict({"model": {"g_hidden": [8192] * 16}}).model.g_hidden == (8192,) * 16
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("? [a, b]\n: 1\n", "line 1: a list"),
+        ("? [a, b] : 1\n", "line 1: a mapping"),  # one line: the key is {[a, b]: 1}
+        ("1: x\n", "line 1: 1 (read as int)"),
+        ("null: x\n", "line 1: null (read as NoneType)"),
+        ("{a: 1}: 2\n", "line 1: a mapping"),
+        ("train:\n  seed: 1\n  ? [a, b]\n  : 1\n", "line 3: a list"),
+        ("train:\n  1: x\n", "line 2: 1 (read as int)"),
+        ("train:\n  null: x\n", "line 2: null (read as NoneType)"),
+        ("train:\n  {a: 1}: 2\n", "line 2: a mapping"),
+        ("train:\n  on: 1\n", "line 2: on (read as bool)"),  # YAML 1.1's true
+    ],
+)
+def test_yaml_keys_that_are_not_names_are_one_error_naming_the_line(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value).startswith(f"params: non-string key for {path}: '{where}'; expected")
+    assert "\n" not in str(info.value) and "quote" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ({1: {}, "bogus": {}}, "params.yaml"),
+        ({None: 1}, "params.yaml"),
+        ({"train": {2: 1}}, "train"),
+    ],
+)
+def test_non_string_keys_of_a_parsed_mapping_are_one_error(raw: Any, where: str) -> None:
+    with pytest.raises(ConfigError, match=rf"non-string key for {where}: "):
+        params_from_dict(raw)

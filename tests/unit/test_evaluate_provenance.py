@@ -115,3 +115,26 @@ def test_the_recorded_inception_weights_are_those_scored_with(tmp_path: Path) ->
         assert cfg.inception_weights == str(weights) and digest == file_digest(weights)
         digests.append(digest)
     assert digests[0] != digests[1]
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx512_bf16"}, "bf16"), ({"avx2"}, "fp32")])
+def test_auto_precision_scores_and_records_what_this_cpu_runs_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: set[str], expected: str
+) -> None:
+    from dataclasses import replace
+
+    from ganops import devices
+
+    params = _setup(tmp_path, monkeypatch, tracked=False)
+    params = replace(params, evaluate=replace(params.evaluate, precision="auto"))
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: flags)
+    used: list[str] = []
+    scores = evaluate.score_images
+
+    def spy(batches: Any, real: Tensor, **kwargs: Any) -> Scores:
+        used.append(kwargs["cfg"].precision)
+        return scores(batches, real, **kwargs)
+
+    monkeypatch.setattr(evaluate, "score_images", spy)
+    document = _evaluate(tmp_path, params)
+    assert used == [expected] and document["scored"]["precision"] == expected

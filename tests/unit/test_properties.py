@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -27,12 +27,18 @@ values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(10**9), 10**9),
+    st.integers(-(2**70), 2**70),  # seeds past 2**64, sizes that no allocator can serve
+    st.sampled_from([4096, 4097, 2**32 - 1, 2**32, 2**63, 2**64, 10**10]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
     st.sampled_from(["5e-5", "1e3", "auto", "cpu", "cuda", "mlp", "dcgan", "hinge", ".inf"]),
     st.lists(st.integers(-3, 3000), max_size=4),
+    st.lists(st.sampled_from([1, 64, 8192, 8193, 10**10]), min_size=1, max_size=20),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
+
+# Mapping keys YAML can produce besides names: `1:`, `null:`, `on:` (true), `1.5:`.
+odd_keys = st.one_of(st.integers(-3, 3), st.none(), st.booleans(), st.floats(allow_nan=False))
 
 
 @st.composite
@@ -50,11 +56,38 @@ def raw_params(draw: st.DrawFn) -> Any:
         body = raw.setdefault(section, {})
         if isinstance(body, dict):
             body[key] = draw(values)
+            if draw(st.integers(0, 19)) == 0:  # a key that is not a name, inside a section
+                body[draw(odd_keys)] = draw(values)
+    if draw(st.integers(0, 19)) == 0:  # ... or at the top
+        raw[draw(odd_keys)] = draw(values)
     return raw
+
+
+def _within_what_runs(params: Params) -> None:
+    """What was accepted can be seeded and allocated: every seed fits numpy's and torch's
+    seeding, every size is far below what an allocator refuses."""
+    for seed in (params.train.seed, params.classifier.seed, params.evaluate.seed):
+        assert 0 <= seed <= 2**32 - 1
+    model, train = params.model, params.train
+    assert model.latent_dim <= 4096 and max(model.g_hidden + model.d_hidden) <= 8192
+    assert len(model.g_hidden) <= 16 and len(model.d_hidden) <= 16
+    assert max(model.dcgan_channels, model.res_channels) <= 1024 and model.res_blocks <= 16
+    assert train.batch_size <= 65536 and params.classifier.batch_size <= 65536
+    assert train.grid_size <= 1024 and params.evaluate.batch_size <= 1024
+    assert max(params.evaluate.num_samples, params.evaluate.epoch_samples) <= 100_000
 
 
 @settings(max_examples=400, deadline=None)
 @given(raw_params())
+@example({"evaluate": {"seed": 2**64}})  # was accepted, then torch.manual_seed overflowed
+@example({"train": {"seed": 2**32}})  # past numpy's seeding
+@example({"model": {"latent_dim": 10**10}})  # was accepted: an allocator traceback
+@example({"train": {"grid_size": 10**9}})
+@example({"model": {"g_hidden": [64, 10**9]}})
+@example({1: {}, "bogus": {}})  # was a TypeError: sorted() of an int and a str
+@example({None: 1})
+@example({"train": {True: 1, "bogus": 2}})  # YAML 1.1 reads `on:` as true
+@example({"train": {1: 1, "seed": 2}})
 def test_any_params_mapping_is_accepted_or_one_config_error(raw: Any) -> None:
     try:
         params = params_from_dict(raw)
@@ -65,6 +98,49 @@ def test_any_params_mapping_is_accepted_or_one_config_error(raw: Any) -> None:
     # What was accepted is usable: positive sizes, finite learning rates.
     assert params.train.batch_size >= 1 and params.train.epochs >= 1
     assert math.isfinite(params.train.lr_g) and params.train.lr_g > 0
+    _within_what_runs(params)
+
+
+# YAML mapping keys that are not names: complex keys (unhashable in Python) and scalars
+# YAML reads as another type; at the top and inside a section.
+ODD_KEY_LINES = ["? [a, b]\n: 1", "? [a, b] : 1", "1: x", "null: x", "~: x", "{a: 1}: 2",
+                 "? {a: 1}\n: 2", "on: 1", "1.5: x", "2020-01-01: x", "[1, 2]: 3"]  # fmt: skip
+
+
+@st.composite
+def params_text_with_odd_keys(draw: st.DrawFn) -> str:
+    """A params.yaml of a real key and one key YAML does not read as a string, at the top
+    or inside a section, before or after the real one."""
+    odd = draw(st.sampled_from(ODD_KEY_LINES)).split("\n")
+    section = draw(st.sampled_from([*KEYS]))
+    real = f"{draw(st.sampled_from(KEYS[section]))}: {draw(st.sampled_from(['1', 'auto', 'x']))}"
+    odd_first = draw(st.booleans())
+    if draw(st.booleans()):  # inside the section
+        body = [*odd, real] if odd_first else [real, *odd]
+        return "\n".join([f"{section}:", *("  " + line for line in body)]) + "\n"
+    block = [f"{section}:", "  " + real]
+    return "\n".join([*odd, *block] if odd_first else [*block, *odd]) + "\n"
+
+
+@settings(max_examples=100, deadline=None)
+@given(params_text_with_odd_keys())
+@example("? [a, b]\n: 1\n")  # was a TypeError (unhashable list) from the duplicate-key check
+@example("{a: 1}: 2\n")  # unhashable dict
+@example("train:\n  ? [a, b]\n  : 1\n")
+@example("1: x\nnull: y\n")  # was a TypeError: sorted() of an int and None
+@example("train:\n  1: x\n  null: y\n")
+def test_non_string_yaml_keys_are_one_config_error_naming_the_line(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_params(path)
+        except ConfigError as error:
+            message = str(error)
+            assert "\n" not in message and message.startswith(f"params: non-string key for {path}")
+            assert "line " in message
+            return
+    raise AssertionError(f"accepted a params file with a non-string key: {text!r}")
 
 
 @settings(max_examples=300, deadline=None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -11,17 +10,15 @@ from ganops import outputs
 from ganops.classifier import Classifier, accuracy, save_classifier, train_classifier
 from ganops.config import ClassifierConfig
 from ganops.data import load_prepared, read_meta
-from ganops.devices import precision_warning
 from ganops.files import ensure_writable, write_json
 from ganops.progress import Progress
-from ganops.stages.common import resolve_device
+from ganops.stages.common import resolve_device, resolved_precision
 
 
 def run(cfg: ClassifierConfig, data_dir: Path, *, out_dir: Path) -> float:
     """Write ``out_dir/classifier.pt`` and ``out_dir/metrics.json`` (test accuracy)."""
     device = resolve_device(cfg.device, "classifier.device")
-    if slow := precision_warning("classifier.precision", cfg.precision, device=device):
-        print(f"warning: {slow}", file=sys.stderr)
+    precision, _ = resolved_precision("classifier.precision", cfg.precision, device=device)
     ensure_writable(out_dir)
     meta = read_meta(data_dir)
     images, labels = load_prepared(data_dir / outputs.TRAIN_IMAGES)
@@ -38,7 +35,7 @@ def run(cfg: ClassifierConfig, data_dir: Path, *, out_dir: Path) -> float:
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             seed=cfg.seed,
-            bf16=cfg.precision == "bf16",
+            bf16=precision == "bf16",
             on_batch=lambda loss: bar.update(1, f"loss={loss:.3f}"),
         )
     test_accuracy = accuracy(model, test_images, labels=test_labels)

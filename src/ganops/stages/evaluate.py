@@ -18,7 +18,6 @@ from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, Params
 from ganops.data import META_FILE, load_prepared, read_meta, require_images
-from ganops.devices import precision_warning
 from ganops.errors import DataError
 from ganops.files import ensure_writable, file_sha256, write_json, write_text
 from ganops.metrics.classes import classes_csv, expected_class_share
@@ -27,7 +26,7 @@ from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of
 from ganops.metrics_file import SCORED, scored_record
 from ganops.models.sampling import generated_batches
-from ganops.stages.common import resolve_device
+from ganops.stages.common import resolve_device, resolved_precision
 
 
 def run(
@@ -50,8 +49,9 @@ def run(
     """
     cfg, n = params.evaluate, params.evaluate.num_samples
     device = resolve_device(cfg.device, "evaluate.device")
-    if slow := precision_warning("evaluate.precision", cfg.precision, device=device):
-        print(f"warning: {slow}", file=sys.stderr)
+    # 'auto' resolved for the device; what runs is what metrics.json records (never 'auto').
+    precision, _ = resolved_precision("evaluate.precision", cfg.precision, device=device)
+    cfg = replace(cfg, precision=precision)
     ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
     generator_path = scored_generator(models_dir, cfg.generator)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ganops.config import TrainConfig
+from ganops.devices import resolve_precision
 from ganops.errors import GanopsError, Interrupted
 from ganops.models.sampling import sample_images
 from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
@@ -209,6 +210,9 @@ def fit(
     hooks, state, replicas = hooks or Hooks(), state or LoopState(), replicas or Replicas()
     shard = replicas.shard(cfg.batch_size)
     device, per_epoch = images.device, batches_per_epoch(len(images), cfg.batch_size)
+    # This cfg's train.precision ('auto' resolved for the device) is what the forward passes
+    # run in, whatever the GAN was built with; the GAN's checkpoints record it.
+    gan.precision = resolve_precision(cfg.precision, device)[0]
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
     if state.rng_state is not None:
         _restore_rng(rng, state, cfg)

@@ -161,6 +161,7 @@ def gan_state(gan: GAN) -> dict[str, Any]:
         "opt_d": gan.opt_d.state_dict(),
         "ema": gan.ema.state_dict() if gan.ema is not None else None,
         "d_updates": gan.d_updates,
+        "precision": gan.precision,  # as resolved: 'auto' may resolve otherwise on resume
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
     }
@@ -180,6 +181,17 @@ def restore(gan: GAN, blob: dict[str, Any]) -> LoopState:
         # One state per GPU of the saving machine; a machine with fewer GPUs takes its share.
         torch.cuda.set_rng_state_all(blob["cuda_rng"][: torch.cuda.device_count()])
     return LoopState.from_state_dict(blob["loop"])
+
+
+def trained_precision(blob: dict[str, Any]) -> str | None:
+    """The precision a checkpoint's run trained in: as recorded (``gan_state``), else its
+    explicit train.precision, else fp32 (checkpoints from before the param); None where the
+    file says something else (it is read back, so untrusted)."""
+    shape = blob.get("shape")
+    train = shape.get("train") if isinstance(shape, dict) else None
+    configured = train.get("precision", "fp32") if isinstance(train, dict) else None
+    found = blob.get("precision", configured)
+    return found if found in ("fp32", "bf16") else None
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganops.augment import diff_augment, parse_policy
 from ganops.config import TrainConfig
+from ganops.devices import resolve_precision
 from ganops.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -43,6 +44,9 @@ class GAN:
     wrapped: tuple[nn.Module, nn.Module] | None = None
     # Discriminator updates so far (checkpointed): lazy R1 runs on every r1_every-th.
     d_updates: int = 0
+    # The forward passes' precision, 'fp32' or 'bf16': train.precision with 'auto' resolved
+    # for the device (``ganops.devices.resolve_precision``); checkpoints record it.
+    precision: str = "fp32"
 
     @property
     def train_modules(self) -> tuple[nn.Module, nn.Module]:
@@ -91,6 +95,7 @@ def build_gan(
         opt_g=make_optimizer(list(generator.parameters()), cfg, lr=cfg.lr_g, device=device),
         opt_d=make_optimizer(list(discriminator.parameters()), cfg, lr=cfg.lr_d, device=device),
         ema=ema,
+        precision=resolve_precision(cfg.precision, device)[0],
     )
 
 
@@ -149,15 +154,14 @@ def set_learning_rates(gan: GAN, cfg: TrainConfig, *, step: int, total_steps: in
             group["lr"] = base * factor / (1 + cfg.lr_decay * done)
 
 
-def forward_precision(
-    cfg: TrainConfig, device: torch.device
-) -> contextlib.AbstractContextManager[None]:
-    """The context for forward passes: bf16 autocast when ``train.precision`` says so.
+def forward_precision(gan: GAN, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """The context for forward passes: bf16 autocast when ``gan.precision`` (``train.precision``
+    resolved for the device) says so.
 
     The weight-cast cache is off: CUDA graphs cannot capture it (and each weight is cast
     about once per forward pass here anyway).
     """
-    if cfg.precision != "bf16":
+    if gan.precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
 
@@ -196,7 +200,7 @@ def discriminator_step(
     r1_due = cfg.r1_gamma > 0 and gan.d_updates % cfg.r1_every == 0
     if r1_due:  # the penalty differentiates D(x) with respect to the real images x
         real = real.detach().requires_grad_(True)
-    with forward_precision(cfg, real.device):
+    with forward_precision(gan, real.device):
         if gan.d_rows_independent:  # one forward (and backward) pass instead of two
             both = None if labels is None else torch.cat([labels, labels])
             logits = _full(discriminator(diff_augment(torch.cat([real, fake]), policy), both))
@@ -216,7 +220,7 @@ def discriminator_step(
         def critic(images: Tensor) -> Tensor:
             # Only the forward pass in bf16: the penalty's autograd.grad runs outside
             # autocast, as PyTorch's AMP gradient-penalty recipe does.
-            with forward_precision(cfg, images.device):
+            with forward_precision(gan, images.device):
                 return _full(discriminator(images, labels))
 
         loss = loss + cfg.gp_weight * gradient_penalty(critic, real, fake)
@@ -260,7 +264,7 @@ def generator_step(
     gan.discriminator.requires_grad_(False)  # no D parameter gradients in the G step
     policy = parse_policy(cfg.diffaugment)
     try:
-        with forward_precision(cfg, fake.device):
+        with forward_precision(gan, fake.device):
             augmented = diff_augment(fake, policy)
             if cfg.loss == "feature_matching":
                 if real is None:
@@ -305,11 +309,11 @@ def train_iteration(
     """
     generator = gan.train_modules[0]
     reuse = update_generator and not cfg.g_resample
-    with torch.set_grad_enabled(reuse), forward_precision(cfg, z.device):
+    with torch.set_grad_enabled(reuse), forward_precision(gan, z.device):
         fake = generator(z, labels)
     d_stats = discriminator_step(gan, real, fake=fake, cfg=cfg, labels=labels)
     if update_generator and cfg.g_resample:  # the second forward pass, on new noise
-        with forward_precision(cfg, z.device):
+        with forward_precision(gan, z.device):
             fake = generator(torch.randn_like(z), labels)
     loss_g = (
         generator_step(gan, fake, cfg=cfg, labels=labels, real=real)
