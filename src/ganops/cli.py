@@ -162,12 +162,19 @@ def train(
         "outputs/train"
     ),
     fresh: Annotated[
-        bool, typer.Option("--fresh", help="Ignore an interrupted run's checkpoint; start over.")
+        bool,
+        typer.Option(
+            "--fresh", help="Start over: ignore and remove this config's interrupted run."
+        ),
     ] = False,
     classifier: Annotated[
         Path | None,
         typer.Option(help="Classifier from `ganops classifier`: score samples each epoch."),
     ] = None,
+    resume_dir: Annotated[
+        Path,
+        typer.Option(help="Where unfinished runs' checkpoints are kept (git-ignored)."),
+    ] = Path(".ganops/resume"),
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Train the GAN (on the GPU when present) and log the run to MLflow.
@@ -177,8 +184,16 @@ def train(
     (with --classifier: class metrics and fcd every evaluate.every_epochs epochs, a DVC plot),
     OUT/samples.png and OUT/mlflow_run.json (the run that evaluate logs to).
 
-    Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM; running again with
-    the same config resumes an interrupted run.
+    Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM, to
+    RESUME_DIR/<key>/checkpoint.pt (key: a hash of the config that shapes training, the data
+    and MODELS), hard-linked to MODELS/checkpoint.pt. Running again with the same config
+    resumes an interrupted run: `ganops train`, `dvc repro`, and `dvc exp run` with the same
+    -S values in the workspace (which restores MODELS from dvc.lock first; the kept copy is
+    put back). Another config never resumes it: `ganops train` and `dvc repro` refuse,
+    naming the changed keys, while MODELS/checkpoint.pt is the interrupted run's, and `dvc
+    exp run` starts a new run and names the kept ones. `dvc exp run --temp` (and --queue)
+    trains in a new temporary copy each time and cannot resume. The finished run removes
+    its folder in RESUME_DIR (as starting over does).
 
     Several processes (GPUs, or CPU processes): torchrun --nproc-per-node N -m ganops train.
     Both networks train with DistributedDataParallel (NCCL on GPUs, gloo on CPUs);
@@ -190,7 +205,15 @@ def train(
     config = _params(params)
     main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
     with exclusive(models, out, command="train", enabled=main):
-        stage.run(config, data, models_dir=models, out_dir=out, fresh=fresh, classifier=classifier)
+        stage.run(
+            config,
+            data,
+            models_dir=models,
+            out_dir=out,
+            fresh=fresh,
+            classifier=classifier,
+            resume_dir=resume_dir,
+        )
 
 
 @app.command()

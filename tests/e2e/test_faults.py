@@ -105,6 +105,10 @@ def test_sigterm_saves_the_last_completed_step_and_resume_finishes(project: Path
     stopped_at = _checkpoint_step(checkpoint)
     assert f"error: interrupted at step {stopped_at}; checkpoint saved" in output
     assert "Traceback" not in output
+    # Also kept outside models/ (which `dvc exp run` restores from dvc.lock), until it ends.
+    (kept,) = (project / ".ganops" / "resume").glob("*/checkpoint.pt")
+    assert os.path.samefile(kept, checkpoint)
+    assert f"checkpoint saved (kept in {kept.parent.relative_to(project)})" in output
     before = _checkpoint_seconds(checkpoint)
     assert before > 0
     finish = _train(project)
@@ -116,6 +120,7 @@ def test_sigterm_saves_the_last_completed_step_and_resume_finishes(project: Path
     assert f"{before:.1f} s of it before the resume" in output
     assert _checkpoint_seconds(checkpoint) > before
     assert os.path.getsize(project / "models" / "generator.pt") > 0
+    assert not kept.parent.exists()  # finished: nothing is left to resume
 
 
 def test_kill_9_between_checkpoints_names_the_steps_trained_again(

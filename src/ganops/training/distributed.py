@@ -196,8 +196,8 @@ def check_same_start(step: int, replicas: Replicas, *, device: torch.device) -> 
     if len(set(found)) > 1:
         raise GanopsError(
             f"the processes would start from different steps {found} (rank order): each reads "
-            "models/checkpoint.pt itself, so put models/ and data/ on a filesystem every node "
-            "shares, or start over with --fresh"
+            "models/checkpoint.pt (or its kept copy in .ganops/resume) itself, so put models/, "
+            "data/ and .ganops/ on a filesystem every node shares, or start over with --fresh"
         )
 
 
