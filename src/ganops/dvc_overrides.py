@@ -41,6 +41,11 @@ def verbatim_problem(value: Any) -> str | None:
             "a value without '${': `dvc exp run -S` resolves ${...} in every string of "
             "params.yaml (${oc.env:NAME} reads the environment into it)"
         )
+    if isinstance(value, str) and "\x85" in value:
+        return (
+            "a value without U+0085 (NEL): DVC writes params.yaml back as YAML, which reads it "
+            "as a line break and folds it into a space"
+        )
     if value == "???":
         return "a value other than '???', which `dvc exp run -S` reads as a missing value"
     return None
