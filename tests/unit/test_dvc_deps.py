@@ -78,3 +78,39 @@ def test_import_walk_follows_function_level_and_package_imports(tmp_path: Path) 
     assert PACKAGE / "models" / "__init__.py" in files  # via ganops.checkpoints
     assert PACKAGE / "models" / "resnet.py" in files  # via the package's own imports
     assert PACKAGE / "stages" / "train.py" not in files
+
+
+def test_dvc_shows_fid_first_and_few_dep_columns(tmp_path: Path) -> None:
+    """What `dvc exp show` reads: evaluate's metrics before the classifier's accuracy, and
+    one dep column for the code (the package), not one per module (__pycache__ ignored)."""
+    import json
+    import shutil
+    import subprocess
+
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(PACKAGE, tmp_path / "src" / "ganops")
+    for out, text in {
+        "outputs/evaluate/metrics.json": '{"fid_10k": 9.6, "num_samples": 10000}',
+        "outputs/classifier/metrics.json": '{"accuracy": 0.99}',
+    }.items():
+        (tmp_path / out).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / out).write_text(text, encoding="utf-8")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    shown = json.loads(run("dvc", "metrics", "show", "--json"))
+    files = list(shown[""]["data"]) if "" in shown else list(shown["workspace"]["data"])
+    assert files == ["outputs/evaluate/metrics.json", "outputs/classifier/metrics.json"]
+    stages = _stages()
+    code_deps = {d for s in stages.values() for d in s["deps"] if str(d).startswith("src/")}
+    assert code_deps == {"src/ganops"}
+    all_deps = {
+        d if isinstance(d, str) else next(iter(d)) for s in stages.values() for d in s["deps"]
+    }
+    assert len(all_deps) <= 10, sorted(all_deps)
+    assert "__pycache__/" in (ROOT / ".dvcignore").read_text(encoding="utf-8").split()
