@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,6 +16,13 @@ from ganops.errors import CheckpointError, ConfigError
 from ganops.files import save_torch
 from ganops.models import build_models
 from ganops.outputs import BEST_GENERATOR, GENERATOR
+from ganops.untrusted_state import (
+    bad_values,
+    checkpoint_misfit,
+    load_checked,
+    on_meta_device,
+    state_misfit,
+)
 
 GENERATOR_FORMAT = "ganops-generator/1"
 CHECKPOINT_FORMAT = "ganops-checkpoint/1"
@@ -94,9 +102,13 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], *, scored: bool
         "train": dataclasses.asdict(TrainConfig()),
     }
     for section in ("model", "train"):
+        stored = saved.get(section, {})
+        if not isinstance(stored, dict):
+            out.append(f"{section} (the checkpoint's is a {type(stored).__name__})")
+            continue
         for key, value in current[section].items():
             # A key added after the checkpoint was written: it had the default's behaviour.
-            old = saved.get(section, {}).get(key, defaults[section][key])
+            old = stored.get(key, defaults[section][key])
             if old != value:
                 out.append(f"{section}.{key} {old!r} -> {value!r}")
     if saved.get("data") != current["data"]:
@@ -123,15 +135,32 @@ def load_resumable(path: Path, params: Params, *, data_id: str) -> dict[str, Any
     blob = read_model_file(path, CHECKPOINT_FORMAT)
     if blob.get("complete", True):
         return None
-    scored = any("fcd" in row for row in blob.get("loop", {}).get("quality", []))
-    changed = _differences(blob.get("shape", {}), training_shape(params, data_id), scored=scored)
+    fix = f"run `ganops train --fresh` (or delete {path}) to start over"
+    loop, shape = blob.get("loop"), blob.get("shape")
+    if not isinstance(loop, dict) or not isinstance(shape, dict):
+        raise CheckpointError(f"{path}: not a ganops training checkpoint (no loop state); {fix}")
+    quality = loop.get("quality")
+    scored = isinstance(quality, list) and any(
+        isinstance(row, dict) and "fcd" in row for row in quality
+    )
+    changed = _differences(shape, training_shape(params, data_id), scored=scored)
     if changed:
         raise CheckpointError(
-            f"{path} holds an interrupted run (step {blob['loop']['step']}) with a different "
+            f"{path} holds an interrupted run (step {loop.get('step')!r}) with a different "
             f"config: {'; '.join(changed)}. Restore those params to resume it, or run "
             f"`ganops train --fresh` (or delete {path}) to start over"
         )
+    _check_restorable(blob, params, path=path, fix=fix)
     return blob
+
+
+def _check_restorable(blob: dict[str, Any], params: Params, *, path: Path, fix: str) -> None:
+    """Refuse a checkpoint whose contents would not restore into this run's networks,
+    optimizers and loop (a traceback in the middle of restoring, or later in training)."""
+    generator, discriminator = on_meta_device(lambda: build_models(params.model))
+    problem = checkpoint_misfit(blob, generator, discriminator)
+    if problem:
+        raise CheckpointError(f"{path}: cannot be resumed: {problem}; {fix}")
 
 
 def read_model_file(
@@ -159,27 +188,38 @@ def read_model_file(
 def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
     """Rebuild the generator saved by ``save_generator``, in eval mode on the CPU."""
     blob = read_model_file(path, GENERATOR_FORMAT)
+    fix = "train again to rewrite it"
+    if not isinstance(blob.get("model"), dict):
+        raise CheckpointError(f"{path}: stored model config is missing; {fix}")
     try:
         model_cfg = params_from_dict({"model": blob["model"]}).model
     except ConfigError as error:
         raise CheckpointError(f"{path}: stored model config is invalid ({error})") from None
-    import torch
-
-    # Loading draws no random numbers: the throwaway initial weights come from a forked
-    # generator, so a file loaded during training does not change its dropout masks.
-    with torch.random.fork_rng(devices=[]):
-        generator, _ = build_models(model_cfg)
-    try:
-        generator.load_state_dict(blob["state_dict"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        found = _weights_arch(blob["state_dict"], model_cfg)
-        what = f"its weights are a {found!r} generator" if found else "its weights"
+    # Built on the meta device first: a config read from the file sizes no memory until the
+    # file's own tensors are known to fit it (and loading draws no random numbers).
+    skeleton, _ = on_meta_device(lambda: build_models(model_cfg))
+    state = blob.get("state_dict")
+    problem = state_misfit(state, skeleton)
+    if problem:
+        found = _weights_arch(state, model_cfg)
+        what = (
+            f"its weights are a {found!r} generator but its stored config says"
+            if found
+            else "its weights do not fit the generator its stored config describes,"
+        )
         raise CheckpointError(
-            f"{path}: {what} but its stored config says model.arch={model_cfg.arch!r} "
-            f"(the file is inconsistent; train again to rewrite it) ({first})"
-        ) from None
-    _check_finite(generator, path)
+            f"{path}: {what} model.arch={model_cfg.arch!r} (the file is inconsistent; {fix}) "
+            f"({problem})"
+        )
+    assert isinstance(state, dict)  # state_misfit checked it
+    problem = bad_values(state)
+    if problem:
+        raise CheckpointError(
+            f"{path}: {problem}, so every image would be NaN (black); the training run "
+            "diverged or the file was edited. Train again, e.g. with a lower train.lr_g/train.lr_d"
+        )
+    generator = load_checked(skeleton, state)
+    _check_finite(generator, path)  # float64 weights past float32's range become inf
     return generator.eval(), model_cfg
 
 
@@ -199,10 +239,13 @@ def _check_finite(module: nn.Module, path: Path) -> None:
         )
 
 
-def _weights_arch(state: dict[str, Any], model_cfg: ModelConfig) -> str | None:
+def _weights_arch(state: object, model_cfg: ModelConfig) -> str | None:
     """Which architecture's parameter names ``state`` has, if any (for error messages)."""
+    if not isinstance(state, dict):
+        return None
     for arch in ARCHS:
-        candidate, _ = build_models(dataclasses.replace(model_cfg, arch=arch))
+        other = dataclasses.replace(model_cfg, arch=arch)
+        candidate, _ = on_meta_device(functools.partial(build_models, other))
         if arch != model_cfg.arch and set(candidate.state_dict()) == set(state):
             return arch
     return None

@@ -16,6 +16,7 @@ from ganops.data import read_meta
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
 from ganops.models import NUM_CLASSES
+from ganops.untrusted_state import bad_values, load_checked, on_meta_device, state_misfit
 
 CLASSIFIER_FORMAT = "ganops-classifier/2"  # 2: pooling before BatchNorm (see Classifier)
 FEATURE_DIM = 128
@@ -154,14 +155,19 @@ def load_classifier(
             f"prepared data ({dataset_sha256[:12]}...), so its class metrics would not mean "
             f"anything here; {rebuild} on this data"
         )
-    with torch.random.fork_rng(devices=[]):  # its throwaway init must not move a run's draws
-        model = Classifier(num_classes=int(blob.get("num_classes", NUM_CLASSES)))
-    try:
-        model.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError) as error:
-        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+    num_classes = blob.get("num_classes", NUM_CLASSES)
+    if type(num_classes) is not int or num_classes != NUM_CLASSES:  # read back: any type
         raise CheckpointError(
-            f"{path}: classifier weights do not fit ({first}); {rebuild} again"
-        ) from None
+            f"{path}: num_classes is {str(num_classes)[:40]}, expected {NUM_CLASSES}; {rebuild} again"
+        )
+    # On the meta device until the file's tensors are known to fit (no memory, no draws).
+    skeleton = on_meta_device(Classifier)
+    state = blob.get("state_dict")
+    problem = state_misfit(state, skeleton)
+    if problem is None and isinstance(state, dict):
+        problem = bad_values(state)
+    if problem is not None or not isinstance(state, dict):
+        raise CheckpointError(f"{path}: classifier weights do not fit ({problem}); {rebuild} again")
+    model = load_checked(skeleton, state)
     meta = {k: v for k, v in blob.items() if k not in ("state_dict", "format")}
     return model.eval(), meta

@@ -9,13 +9,12 @@ after the generator, before any upload.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ganops import outputs
 from ganops.errors import DataError
-from ganops.files import file_sha256, write_json
+from ganops.files import file_sha256, read_json, write_json
 
 FILE_NAME = outputs.RUN_REFERENCE
 
@@ -51,11 +50,11 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
     path = train_dir / FILE_NAME
     fix = "run `ganops train` (or `dvc repro`) again so the two match"
     try:
-        ref = json.loads(path.read_text(encoding="utf-8"))
+        ref = read_json(path, "run reference")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: unreadable run reference ({error}); {fix}") from None
+    except DataError as error:
+        raise DataError(f"{error}; {fix}") from None
     if not isinstance(ref, dict):
         raise DataError(f"{path}: not a run reference (expected a JSON object); {fix}")
     digests = ref.get("generators_sha256")
@@ -67,6 +66,8 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
     if not ref.get("run_id"):
         return None
     model = ref.get("model")  # None in a reference from before it was recorded
+    if model is not None and (not isinstance(model, str) or Path(model).name != model):
+        raise DataError(f"{path}: its model is {str(model)[:80]!r}, not a file name; {fix}")
     if model is not None and model != generator.name:
         if not (generator.parent / model).exists():
             raise DataError(

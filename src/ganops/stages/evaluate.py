@@ -25,7 +25,7 @@ from ganops.metrics.evaluation import score_images
 from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of
 from ganops.metrics_file import SCORED, scored_record
-from ganops.models.sampling import generated_batches
+from ganops.models.sampling import NonFiniteSamples, generated_batches
 from ganops.stages.common import resolve_device, resolved_precision
 
 
@@ -89,15 +89,18 @@ def run(
             classes=classes,
         )
     scoring_cfg, weights_digest = _inception_weights(cfg, cache_dir)
-    scores = score_images(
-        batches,
-        real,
-        cfg=scoring_cfg,
-        device=device,
-        cache_dir=cache_dir,
-        classifier=classifier,
-        class_share=share,
-    )
+    try:
+        scores = score_images(
+            batches,
+            real,
+            cfg=scoring_cfg,
+            device=device,
+            cache_dir=cache_dir,
+            classifier=classifier,
+            class_share=share,
+        )
+    except NonFiniteSamples as error:  # raised while its batches are drawn: name the file
+        raise NonFiniteSamples(f"{generator_path}: {error}; nothing was written") from None
     metrics = {**scores.metrics, "num_samples": n}
     bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
     if bad:  # never a number in metrics.json that a gate could misread

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ganops import outputs
 from ganops.config import DataConfig
 from ganops.data import SPLITS, load_split
 from ganops.errors import DataError
-from ganops.files import file_sha256, save_torch, write_json
+from ganops.files import MAX_JSON_BYTES, file_sha256, parse_json, save_torch, write_json
 from ganops.stages.download import MANIFEST
 
 
@@ -17,12 +16,17 @@ def read_manifest(raw_dir: Path, dataset: str) -> dict[str, object]:
     """``download``'s manifest; missing, unreadable or incomplete: one ``DataError``."""
     path = raw_dir / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        with path.open("rb") as stream:  # bounded: parse_json refuses what is longer
+            text = stream.read(MAX_JSON_BYTES + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
         raise DataError(
             f"{path}: missing or unreadable ({type(error).__name__}); run `ganops download` first"
         ) from None
-    if not isinstance(manifest, dict) or "sha256" not in manifest:
+    try:
+        manifest = parse_json(text, str(path))
+    except DataError as error:  # nested too deeply, integers too long, not JSON
+        raise DataError(f"{error}; run `ganops download` again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         raise DataError(f"{path}: incomplete; run `ganops download` again")
     if manifest.get("dataset") != dataset:
         raise DataError(

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 
 from ganops.checkpoints import load_generator
-from ganops.errors import UsageError
+from ganops.errors import CheckpointError, UsageError
 from ganops.images import grid_array, save_png
 from ganops.models import NUM_CLASSES
-from ganops.models.sampling import sample_images
+from ganops.models.sampling import NonFiniteSamples, sample_images
 from ganops.stages.common import resolve_device
 
 
@@ -98,9 +98,18 @@ def run(
         digit=digit,
         interpolate_to=interpolate_to,
     )
-    images = sample_images(
-        generator.to(device), z.to(device), labels=None if labels is None else labels.to(device)
-    ).cpu()
+    try:  # checked before anything is written: NaN pixels would save as a black PNG
+        images = sample_images(
+            generator.to(device),
+            z.to(device),
+            labels=None if labels is None else labels.to(device),
+            checked=True,
+        ).cpu()
+    except NonFiniteSamples as error:
+        raise CheckpointError(
+            f"{model_path}: {error}, so its images would be black or saturated; nothing was "
+            "written. Train again, e.g. with a lower train.lr_g/train.lr_d"
+        ) from None
     nrow = num if interpolate_to is not None else None  # a walk reads as one row
     save_png(grid_array(images, nrow=nrow), out)
     if images_dir is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import torch
@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ganops.config import TrainConfig
 from ganops.devices import resolve_precision
-from ganops.errors import GanopsError, Interrupted
+from ganops.errors import CheckpointError, GanopsError, Interrupted
 from ganops.models.sampling import sample_images
 from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
 from ganops.training.distributed import Replicas
@@ -90,6 +90,14 @@ class LoopState:
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> LoopState:
+        """The state ``state_dict`` wrote; entries it never writes (a crafted or foreign
+        checkpoint) are one ``CheckpointError``, not a TypeError."""
+        unknown = sorted(str(key) for key in set(state) - {f.name for f in fields(cls)})
+        if unknown:
+            raise CheckpointError(
+                f"the checkpoint's loop state holds entries this ganops never writes "
+                f"({', '.join(unknown[:5])}); run `ganops train --fresh` to start over"
+            )
         return cls(**state)
 
 
