@@ -27,13 +27,15 @@ def test_runs_from_dvc_temp_workspaces_land_in_the_root_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
     workspace = tmp_path / ".dvc" / "tmp" / "exps" / "run" / "abc123"
     workspace.mkdir(parents=True)
     assert repo_root(workspace) == tmp_path.resolve()
     assert tracking_uri(TrackingConfig(), workspace) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri(TrackingConfig(), workspace) == "http://127.0.0.1:5000"
-    assert tracking_uri(TrackingConfig(uri="sqlite:///x.db"), workspace) == "sqlite:///x.db"
+    relative = TrackingConfig(uri="sqlite:///x.db")  # from the root, not the temp copy
+    assert tracking_uri(relative, workspace) == f"sqlite:///{tmp_path.resolve()}/x.db"
 
 
 def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import copy
 import errno
+import fcntl
 import functools
+import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,7 +28,8 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
-from ganops.errors import Interrupted, TrackingError, UsageError, describe_error
+from ganops.errors import GanopsError, Interrupted, TrackingError, UsageError, describe_error
+from ganops.locks import lock_dir
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
 # caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
@@ -53,19 +57,53 @@ def repo_root(start: Path) -> Path:
     for i in range(len(parts) - 1):
         if parts[i] == ".dvc" and parts[i + 1] == "tmp":
             return Path(*parts[:i])
+    # DVC sets DVC_ROOT for every stage it runs; for an experiment in a temporary copy it is
+    # the parent repository's root (dvc.repo.experiments.queue.base), wherever the copy is.
+    dvc_root = os.environ.get("DVC_ROOT")
+    if dvc_root and Path(dvc_root).is_dir():
+        return Path(dvc_root).resolve()
     for candidate in (start, *start.parents):
         if (candidate / ".dvc").is_dir() or (candidate / ".git").exists():
             return candidate
     return start
 
 
+class StoreUriError(GanopsError):
+    """``tracking.uri`` / ``$MLFLOW_TRACKING_URI`` names a store no run outlives (exit 2;
+    not a ``TrackingError``, so ``tracking.required: false`` does not turn it into a warning)."""
+
+    exit_code = 2
+
+
+# sqlite://<nothing> or sqlite:///:memory: is a database in the process's memory: MLflow's
+# every call opens its own, so nothing logged survives the call.
+_IN_MEMORY = re.compile(r"^sqlite(\+\w+)?://(/:memory:)?(\?.*)?$")
+_SQLITE_PATH = re.compile(r"^(?P<scheme>sqlite(\+\w+)?):///(?P<path>[^?]+)(?P<query>\?.*)?$")
+
+
 def tracking_uri(cfg: TrackingConfig, cwd: Path) -> str:
-    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite at the repo root."""
-    if cfg.uri:
-        return cfg.uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{repo_root(cwd) / 'mlflow.db'}"
+    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite at the repo root.
+
+    A relative SQLite path (``sqlite:///mlflow.db``) is taken from the repo root, not the
+    current directory: under ``dvc exp run --temp`` that is a copy DVC deletes, with the runs
+    in it. An in-memory SQLite store raises ``StoreUriError``.
+    """
+    key, uri = "tracking.uri", cfg.uri
+    if not uri:
+        key, uri = "MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        return f"sqlite:///{repo_root(cwd) / 'mlflow.db'}"
+    if _IN_MEMORY.match(uri):
+        raise StoreUriError(
+            f"{key} {uri!r} is an in-memory SQLite database: MLflow opens a new, empty one "
+            "for each call, so every run would be lost; name a file (sqlite:///mlflow.db, "
+            "kept at the repo root) or unset it for the default"
+        )
+    found = _SQLITE_PATH.match(uri)
+    if found is None or Path(found["path"]).is_absolute():
+        return uri
+    path = repo_root(cwd) / found["path"]
+    return f"{found['scheme']}:///{path}{found['query'] or ''}"
 
 
 def _quick_http() -> None:
@@ -80,8 +118,11 @@ def check_sqlite_store(uri: str) -> None:
     tracebacks."""
     if not uri.startswith("sqlite:///"):
         return
-    path = Path(uri.removeprefix("sqlite:///")).absolute()
-    fix = "point tracking.uri or MLFLOW_TRACKING_URI at a writable file, e.g. sqlite:///mlflow.db"
+    path = Path(uri.removeprefix("sqlite:///").split("?")[0]).absolute()
+    fix = (
+        "point tracking.uri or MLFLOW_TRACKING_URI at a writable file (a relative "
+        "sqlite:///path is taken from the repo root), or unset both for <repo root>/mlflow.db"
+    )
     if path.is_dir():
         raise TrackingError(f"MLflow store {uri}: {path} is a directory, not a file; {fix}")
     if not path.parent.is_dir():
@@ -134,6 +175,28 @@ def _git_commit(root: Path) -> str | None:
     except OSError:
         return None
     return result.stdout.strip() or None
+
+
+@contextmanager
+def sqlite_store_lock(uri: str) -> Iterator[None]:
+    """Hold, blocking, this machine's lock of the SQLite store at ``uri`` (none for another
+    store). MLflow creates and migrates a new store's tables on first use without a lock of
+    its own: two ``dvc exp run --temp`` started at once on a fresh clone both did, and failed
+    ("table experiments already exists"). The first holder creates them; the others wait
+    seconds, then find them."""
+    found = _SQLITE_PATH.match(uri)
+    if found is None:
+        yield
+        return
+    folder = lock_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = hashlib.sha256(str(Path(found["path"]).absolute()).encode()).hexdigest()[:24]
+    with open(folder / f"mlflow-store-{key}.lock", "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the kernel however the holder ends
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(name: str, uri: str, root: Path) -> str:
@@ -205,7 +268,8 @@ def training_run(
     for name in ("mlflow.store.db.utils", "mlflow.system_metrics", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        experiment_id = _experiment_id(params.tracking.experiment, uri, root)
+        with sqlite_store_lock(uri):
+            experiment_id = _experiment_id(params.tracking.experiment, uri, root)
         end_orphaned_runs(experiment_id, keep=run_id)
         run = _start(params, root, experiment_id, tags, run_id)
     except Exception as error:  # the store refused: unwritable database, server error...
@@ -380,32 +444,90 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 CANDIDATE, CHAMPION = "candidate", "champion"
 
 
-def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_name: str) -> None:
-    """Log the generator as an MLflow PyTorch model that loads back and generates, and
-    register it as ``registered_name`` with the alias ``candidate`` (unless the name is empty).
+MODEL_ERROR_TAG = "ganops.model_error"  # why the run's generator is not a logged model
 
-    An unconditional one gets a noise input example (and so a signature); a conditional
-    one takes (z, labels), which a single-input example cannot describe.
-    """
+
+def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_name: str) -> None:
+    """Log the generator as an MLflow PyTorch model that loads back and generates (a
+    conditional one from (z, labels)), and register it as ``registered_name`` with the alias
+    ``candidate`` (unless the name is empty). Raises whatever MLflow raised."""
     import mlflow.pytorch
 
-    example = None if model_cfg.conditional else torch.randn(2, model_cfg.latent_dim).numpy()
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
+    example, signature = _example_and_signature(model, model_cfg)
     # Named, not inferred: MLflow's inference loads the model again in a child process to
     # watch its imports, which took longer than the whole rest of tracking (benchmarks/).
     requirements = [*mlflow.pytorch.get_default_pip_requirements(), f"numpy=={np.__version__}"]
     info = mlflow.pytorch.log_model(
-        model, name="generator", input_example=example, pip_requirements=requirements
+        model,
+        name="generator",
+        input_example=example,
+        signature=signature,
+        pip_requirements=requirements,
     )
-    if not registered_name:
-        return
-    from mlflow.exceptions import MlflowException
-
-    try:  # a registry problem must not cost the trained model's outputs
+    if registered_name:
         version = mlflow.register_model(info.model_uri, registered_name).version
         mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE, str(version))
+
+
+def _example_and_signature(model: nn.Module, cfg: ModelConfig) -> tuple[Any, Any]:
+    """The input example MLflow's ``pt2`` format traces (torch.export) and its signature: z
+    (B, latent_dim), and for a conditional generator the labels (B,) too. Batch 2: a size-1
+    dimension would be exported as fixed."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    inputs = [("z", torch.randn(2, cfg.latent_dim))]
+    if cfg.conditional:
+        inputs.append(("labels", torch.tensor([0, 1])))
+    with torch.no_grad():
+        images = model(*(tensor for _, tensor in inputs))  # (B, 1, 28, 28)
+
+    def spec(tensor: torch.Tensor, name: str | None = None) -> TensorSpec:
+        array = tensor.numpy()
+        return TensorSpec(array.dtype, (-1, *array.shape[1:]), name)
+
+    signature = ModelSignature(
+        inputs=Schema([spec(tensor, name) for name, tensor in inputs]),
+        outputs=Schema([spec(images)]),
+    )
+    return tuple(tensor.numpy() for _, tensor in inputs), signature
+
+
+def _drop_stale_candidate(registered_name: str, run_id: str) -> str:
+    """After this run's generator failed to log or register: remove the ``candidate`` alias
+    where it names another run's version (someone loading @candidate would get an unrelated
+    model) and tag the run with the failure. Returns what it did, for the warning line."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(registered_name, CANDIDATE)
+    except MlflowException:  # no such model or alias: nothing stale
+        return ""
+    if current.run_id == run_id:
+        return ""
+    try:
+        client.delete_registered_model_alias(registered_name, CANDIDATE)
     except MlflowException as error:
-        print(f"warning: could not register the generator as {registered_name!r}: {error}")
+        return (
+            f"; {registered_name}@{CANDIDATE} still names version {current.version} of run "
+            f"{current.run_id}, not this one (could not remove it: {describe_error(error)})"
+        )
+    return (
+        f"; removed {registered_name}@{CANDIDATE}, which named version {current.version} of "
+        f"another run ({current.run_id})"
+    )
+
+
+def unregistered_reason(run_id: str, uri: str) -> str:
+    """Why ``run_id`` registered no generator, as its training recorded it ('' if it did not):
+    for ``gate --promote`` to name the cause."""
+    import mlflow
+
+    reason = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).data.tags.get(MODEL_ERROR_TAG)
+    return f"its training could not log the generator as a model ({reason})" if reason else ""
 
 
 def promote(run_ref: dict[str, str], registered_name: str) -> str:
@@ -429,9 +551,17 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
         ) from None
     mine = [v for v in versions if v.run_id == run_ref["run_id"]]
     if not mine:
+        try:
+            reason = unregistered_reason(run_ref["run_id"], run_ref["uri"])
+        except (MlflowException, OSError):
+            reason = ""
+        hint = (
+            f": {reason}; fix that and train again"
+            if reason
+            else " (is tracking.registered_model set, and did train finish?)"
+        )
         raise DataError(
-            f"run {run_ref['run_id']} registered no version of {registered_name!r} "
-            "(is tracking.registered_model set, and did train finish?)"
+            f"run {run_ref['run_id']} registered no version of {registered_name!r}{hint}"
         )
     version = str(max(int(v.version) for v in mine))
     try:
@@ -447,16 +577,25 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
 def log_to_run(
     run_ref: dict[str, str], metrics: dict[str, float], *, tags: dict[str, Any] | None = None
 ) -> None:
-    """Add metrics (e.g. FID from the evaluate stage) to an earlier run."""
+    """Add metrics (e.g. FID from the evaluate stage) and tags to an earlier run, leaving its
+    status as it is: reopening it (``start_run``/``end_run``) would turn a killed training's
+    RUNNING or KILLED run FINISHED."""
     import mlflow
+    from mlflow.entities import Metric, RunTag
 
     _quick_http()
     check_reachable(run_ref["uri"])
-    mlflow.set_tracking_uri(run_ref["uri"])
-    with mlflow.start_run(run_id=run_ref["run_id"]):
-        mlflow.log_metrics(metrics)
-        if tags:
-            mlflow.set_tags(tags)
+    client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
+    stamp = int(datetime.now(timezone.utc).timestamp() * 1000)
+    points = [Metric(key, float(value), stamp, 0) for key, value in metrics.items()]
+    labels = [RunTag(key, str(value)) for key, value in (tags or {}).items()]
+    # MLflow's limits per log_batch: 1000 metrics, 100 tags.
+    for start in range(0, max(len(points), len(labels), 1), 100):
+        client.log_batch(
+            run_ref["run_id"],
+            metrics=points[start : start + 100],
+            tags=labels[start : start + 100],
+        )
 
 
 def log_training_outputs(
@@ -468,11 +607,34 @@ def log_training_outputs(
     attempt("train_seconds", lambda: log_to_active({"train_seconds": seconds}))
     for path in files:
         attempt(path.name, functools.partial(log_artifact, path))
-    attempt(
-        "the generator model",
-        lambda: log_generator(
-            generator(), params.model, registered_name=params.tracking.registered_model
-        ),
+    name = params.tracking.registered_model
+    try:
+        log_generator(generator(), params.model, registered_name=name)
+    except Exception as error:  # whatever the store, the network or torch.export raised
+        _model_not_logged(describe_error(error), registered_name=name)
+
+
+def _model_not_logged(reason: str, *, registered_name: str) -> None:
+    """One warning line when the active run's generator could not be logged or registered;
+    the run is tagged with the ``reason`` and a stale ``candidate`` alias removed first."""
+    import mlflow
+
+    run = mlflow.active_run()
+    if run is not None:
+        attempt("why the model is missing", lambda: mlflow.set_tag(MODEL_ERROR_TAG, reason))
+    dropped = ""
+    if registered_name and run is not None:
+        try:
+            dropped = _drop_stale_candidate(registered_name, run.info.run_id)
+        except Exception as error:  # the store is gone too
+            dropped = (
+                f"; {registered_name}@{CANDIDATE} may still name another run's version "
+                f"({describe_error(error)})"
+            )
+    registered = f", nor registered it as {registered_name!r}" if registered_name else ""
+    warn(
+        f"warning: tracking: could not log the generator as an MLflow model ({reason})"
+        f"{registered}{dropped}; the generator file in models/ is unaffected"
     )
 
 

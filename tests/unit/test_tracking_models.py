@@ -1,0 +1,135 @@
+"""What a training leaves in MLflow: a conditional generator logged and registered as
+@candidate, a failed model log that leaves no stale @candidate behind, and an evaluation
+that adds metrics to a run without changing its status. One SQLite store for the module
+(creating one takes seconds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from ganops.config import ModelConfig, params_from_dict
+from ganops.models import build_models
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+def _params(name: str) -> Any:
+    model = {"arch": "mlp", "g_hidden": [8], "d_hidden": [8], "latent_dim": 4}
+    return params_from_dict(
+        {"model": {**model, "conditional": True}, "tracking": {"registered_model": name}}
+    )
+
+
+def test_a_conditional_generator_is_logged_registered_and_generates_per_class(
+    store: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    from ganops.tracking.runs import CANDIDATE, log_training_outputs
+
+    params = _params("cond-gen")
+    generator = build_models(params.model)[0].eval()
+    with mlflow.start_run() as run:
+        log_training_outputs([], 1.0, generator=lambda: generator, params=params)
+    assert "warning" not in capfd.readouterr().err
+    client = mlflow.MlflowClient()
+    candidate = client.get_model_version_by_alias("cond-gen", CANDIDATE)
+    assert candidate.run_id == run.info.run_id
+    loaded = mlflow.pytorch.load_model(f"models:/cond-gen@{CANDIDATE}")
+    z, labels = torch.randn(3, 4), torch.tensor([0, 5, 9])
+    torch.testing.assert_close(loaded(z, labels), generator(z, labels))
+    other = torch.tensor([1, 1, 1])  # the labels matter: another class, other images
+    assert not torch.allclose(loaded(z, other), loaded(z, labels))
+
+
+def test_a_model_that_cannot_be_logged_leaves_no_stale_candidate(
+    store: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """@candidate of an earlier run must not pass for this run's; the warning is one line,
+    and the run records why, for gate --promote to say."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ganops.tracking.runs import (
+        CANDIDATE,
+        MODEL_ERROR_TAG,
+        log_generator,
+        log_training_outputs,
+        unregistered_reason,
+    )
+
+    params = _params("stale-gen")
+    generator = build_models(params.model)[0]
+    with mlflow.start_run() as earlier:
+        log_generator(generator, params.model, registered_name="stale-gen")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise MlflowException("torch.export failed")
+
+    monkeypatch.setattr(mlflow.pytorch, "log_model", refuse)
+    capfd.readouterr()
+    with mlflow.start_run() as run:
+        log_training_outputs([], 1.0, generator=lambda: generator, params=params)
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "could not log the generator as an MLflow model (" in lines[0]
+    assert "torch.export failed" in lines[0]
+    assert f"removed stale-gen@{CANDIDATE}" in lines[0] and earlier.info.run_id in lines[0]
+    client = mlflow.MlflowClient()
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias("stale-gen", CANDIDATE)
+    assert "torch.export failed" in client.get_run(run.info.run_id).data.tags[MODEL_ERROR_TAG]
+    reason = unregistered_reason(run.info.run_id, store)
+    assert reason.startswith("its training could not log the generator as a model (")
+    assert "torch.export failed" in reason
+    assert unregistered_reason(earlier.info.run_id, store) == ""
+
+
+@pytest.mark.parametrize("status", ["RUNNING", "KILLED", "FINISHED"])
+def test_evaluate_logs_into_a_run_without_changing_its_status(store: str, status: str) -> None:
+    """A killed training's run (RUNNING after kill -9, KILLED once swept) stays so."""
+    import mlflow
+
+    from ganops.tracking.runs import log_to_run
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("Default")
+    assert experiment is not None
+    run_id = client.create_run(experiment.experiment_id).info.run_id
+    if status != "RUNNING":
+        client.set_terminated(run_id, status)
+    tags = {f"evaluated_with.k{i}": i for i in range(150)}  # over MLflow's 100 per batch
+    log_to_run({"run_id": run_id, "uri": store}, {"fid": 12.5, "kid": 0.01}, tags=tags)
+    run = client.get_run(run_id)
+    assert run.info.status == status
+    assert run.data.metrics == {"fid": 12.5, "kid": 0.01}
+    assert run.data.tags["evaluated_with.k149"] == "149"
+    assert mlflow.active_run() is None
+
+
+def test_an_unconditional_generator_still_takes_noise_alone(store: str) -> None:
+    import mlflow
+
+    from ganops.tracking.runs import log_generator
+
+    cfg = ModelConfig(arch="mlp", g_hidden=(8,), d_hidden=(8,), latent_dim=4)
+    generator = build_models(cfg)[0].eval()
+    with mlflow.start_run() as run:
+        log_generator(generator, cfg, registered_name="")
+    loaded = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator")
+    z = torch.randn(5, 4)
+    torch.testing.assert_close(loaded(z), generator(z))
