@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import http.client
 import io
-import json
 import math
 import time
 import urllib.error
@@ -23,7 +22,7 @@ import torch
 
 from ganops import outputs
 from ganops.errors import DataError, output_error
-from ganops.files import file_sha256, replace_dir, staging_dir
+from ganops.files import file_sha256, read_json, replace_files, write_json
 
 SPLITS = ("train", "test")
 
@@ -246,11 +245,13 @@ def download(
     on_bytes: Callable[[int], None] = lambda n: None,
     limits: DownloadLimits = DEFAULT_LIMITS,
 ) -> dict[str, str]:
-    """Fetch and verify the four files of ``dataset`` into ``out_dir``; return name -> sha256.
+    """Fetch and verify the four files of ``dataset`` into ``out_dir``, with their
+    ``manifest.json`` (``dataset_manifest``); return name -> sha256.
 
-    Files are staged in a temporary sibling directory and moved into place only when all four
-    pass verification, so a failure never leaves a partial ``out_dir`` behind. Each file must
-    arrive within ``limits`` and ``DatasetSpec.max_download_bytes``.
+    Only those five files of ``out_dir`` are replaced; anything else in it (other datasets,
+    ``data.source`` itself) stays. They are staged and moved into place only when all four
+    pass verification, manifest last (``replace_files``): a failure leaves the previous ones
+    as they were. Each file must arrive within ``limits`` and ``max_download_bytes``.
     """
     spec = DATASETS[dataset]
     if source != "mirrors" and not _candidate_urls(source, spec, "") and not Path(source).is_dir():
@@ -258,8 +259,9 @@ def download(
             f"data.source {source!r} is neither 'mirrors', a URL, nor an existing "
             f"directory (resolved to {Path(source).resolve()})"
         )
+    names = [*spec.sha256, outputs.MANIFEST]
     try:
-        with staging_dir(out_dir) as staging:  # also removes those of killed downloads
+        with replace_files(out_dir, names) as staging:  # also removes those of killed downloads
             for name, expected in spec.sha256.items():
                 _fetch_one(source, spec, name, staging / name, on_bytes, limits)
                 actual = gunzip_sha256(staging / name, max_bytes=spec.idx_size(name))
@@ -269,10 +271,16 @@ def download(
                         f"{actual}, expected {expected}); the file is corrupt or not "
                         f"{dataset}"
                     )
-            replace_dir(staging, out_dir)
+            write_json(dataset_manifest(dataset), staging / outputs.MANIFEST)
     except OSError as error:
         raise output_error(error.filename or out_dir, error) from None
     return dict(spec.sha256)
+
+
+def dataset_manifest(dataset: str) -> dict[str, object]:
+    """What ``download`` writes to ``manifest.json`` beside the verified files."""
+    files = dict(DATASETS[dataset].sha256)
+    return {"dataset": dataset, "sha256": dataset_checksum(files), "files": files}
 
 
 _IDX_DTYPES = {0x08: np.uint8}
@@ -381,11 +389,11 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
     path = data_dir / META_FILE
     fix = "run `ganops prepare` (or `dvc repro`) again"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = read_json(path, "prepared data's meta")
     except FileNotFoundError:
         raise DataError(f"{path}: not found; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: unreadable ({type(error).__name__}); {fix}") from None
+    except DataError as error:  # unreadable, not JSON, nested too deeply, huge integers
+        raise DataError(f"{error}; {fix}") from None
     missing = [key for key in _META_KEYS if not isinstance(meta, dict) or key not in meta]
     if missing:
         raise DataError(f"{path}: lacks {', '.join(missing)}; {fix}")

@@ -10,15 +10,16 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ganops.errors import DataError, output_error
+from ganops.errors import DataError, UsageError, output_error
 
 # A file ganops wrote is a few KiB; anything far bigger was not written by it.
 MAX_JSON_BYTES = 16 << 20
@@ -97,8 +98,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
     cannot leave a renamed but empty file. A write that fails (full disk, read-only or
     unwritable directory) raises ``OutputError`` naming ``final``; the old file is unchanged.
     The temporary name is ``temp_prefix(final.name) + <random> + ".tmp"``; leftovers of killed
-    writers of ``final`` are removed first (``remove_stale_temps``).
+    writers of ``final`` are removed first (``remove_stale_temps``). A ``final`` that exists
+    and is not a regular file (a symlink, FIFO, device, directory) is refused with a
+    ``UsageError`` before anything is written, and again just before the rename.
     """
+    check_output_file(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(final.parent, final.name)
@@ -115,12 +119,74 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         with tmp.open("rb+") as stream:
             os.fsync(stream.fileno())
+        check_output_file(final)  # one may have appeared meanwhile
         os.replace(tmp, final)
     except OSError as error:
         raise output_error(final, error) from None
     finally:
         tmp.unlink(missing_ok=True)
         _IN_USE.discard(tmp.name)
+
+
+# What an output path must not be: ``os.replace`` over it would swap the thing itself (a
+# FIFO another program reads, ``/dev/null`` when run as root, a symlink someone relies on)
+# for a regular file. Parent directories may be symlinks (data/ on a bigger disk); the last
+# component may not, so nothing is written through a link, nor a link replaced.
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISREG, "a file"),
+)
+
+
+def _kind(path: Path, mode: int) -> str:
+    kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
+    if stat.S_ISLNK(mode):
+        kind += f" (to {os.readlink(path)})"
+    return kind
+
+
+def _refuse(path: Path, kind: str, expected: str) -> UsageError:
+    return UsageError(
+        f"cannot write {os.fspath(path)}: it is {kind}, not {expected}; ganops replaces "
+        "only what it wrote itself, never a link or special file: remove it or write elsewhere"
+    )
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse (``UsageError``, exit 2) an output file ``path`` that exists and is not a
+    regular file. A missing ``path`` is fine; so are symlinks among its parents."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:  # e.g. a parent that is a file (ENOTDIR)
+        raise output_error(path, error) from None
+    if not stat.S_ISREG(mode):
+        raise _refuse(path, _kind(path, mode), "a regular file")
+
+
+def check_output_dir(path: Path, *, link_ok: bool) -> None:
+    """Refuse (``UsageError``) an output directory ``path`` that exists and is not a
+    directory; ``link_ok``: a symlink to a directory is fine (files are written *into* it),
+    else refused (``replace_dir`` would replace the link itself)."""
+    try:
+        mode = os.lstat(path).st_mode
+        if link_ok and stat.S_ISLNK(mode):
+            mode = os.stat(path).st_mode  # a dangling link raises FileNotFoundError here
+    except FileNotFoundError:
+        if os.path.islink(path):
+            kind = _kind(path, stat.S_IFLNK) + ", which is missing"
+            raise _refuse(path, kind, "a directory") from None
+        return
+    except OSError as error:
+        raise output_error(path, error) from None
+    if not stat.S_ISDIR(mode):
+        raise _refuse(path, _kind(path, mode), "a directory")
 
 
 @contextmanager
@@ -147,8 +213,15 @@ def staging_dir(final: Path) -> Iterator[Path]:
 
 def replace_dir(staging: Path, final: Path) -> None:
     """Move the finished directory ``staging`` into place as ``final``. An old ``final`` is
-    moved aside first and removed only once the new one is in place (restored if not)."""
-    if not final.exists():
+    moved aside first and removed only once the new one is in place (restored if not). A
+    ``final`` that exists and is not a real directory (a symlink too) is refused
+    (``UsageError``), and so is one without a name of its own (``.``, ``..``, ``/``)."""
+    if final.name in ("", ".", "..") or os.path.abspath(final) == "/":
+        raise UsageError(
+            f"cannot replace {os.fspath(final)} as a whole directory; name a folder of its own"
+        )
+    check_output_dir(final, link_ok=False)
+    if not os.path.lexists(final):
         os.replace(staging, final)
         return
     old = final.with_name(temp_prefix(final.name) + "old.tmp")
@@ -165,10 +238,84 @@ def replace_dir(staging: Path, final: Path) -> None:
         _IN_USE.discard(old.name)
 
 
-def ensure_writable(*directories: Path) -> None:
+@contextmanager
+def replace_files(directory: Path, names: Sequence[str]) -> Iterator[Path]:
+    """Yield an empty staging directory to write each of ``names`` into; once the block
+    succeeds, those files replace the ones of the same names in ``directory``, whose other
+    entries are left alone. The last name (a manifest) is the one readers check.
+
+    All or nothing, as far as renames allow: a missing ``directory`` is the staging
+    directory renamed into place in one step. In an existing one (a symlink to a directory is
+    fine) the staging directory lives inside it (same file system, so each move is a rename);
+    the old files are moved aside last name first, the new ones moved in last name last, and
+    on a failure the old ones are moved back. So an error, in the block or while moving,
+    leaves the old files as they were, and a reader that sees the last name sees the whole
+    new set beside it; ``kill -9`` mid-move leaves the last name missing (and the old files
+    in a stale staging directory that the next call removes). Existing names that are not
+    regular files are refused (``UsageError``) before the block runs.
+    """
+    check_output_dir(directory, link_ok=True)
+    for name in names:
+        check_output_file(directory / name)
+    if not os.path.lexists(directory):
+        final = Path(os.path.abspath(directory))  # a name of its own, e.g. for "new/.."
+        with staging_dir(final) as staging:
+            yield staging
+            _sync(staging, names)
+            try:
+                os.replace(staging, final)
+            except OSError as error:
+                raise output_error(directory, error) from None
+        return
+    with staging_dir(directory / names[-1]) as staging:
+        yield staging
+        _sync(staging, names)
+        for name in names:  # one may have appeared meanwhile
+            check_output_file(directory / name)
+        try:
+            _swap_in(staging, directory, names)
+        except OSError as error:
+            raise output_error(error.filename or directory, error) from None
+
+
+def _sync(staging: Path, names: Sequence[str]) -> None:
+    """Each staged file on disk before it is renamed into place (a power cut after the
+    rename must not leave an empty file)."""
+    for name in names:
+        with (staging / name).open("rb") as stream:
+            os.fsync(stream.fileno())
+
+
+def _swap_in(staging: Path, directory: Path, names: Sequence[str]) -> None:
+    previous = staging / ".previous"  # the old files, until the new ones are all in place
+    previous.mkdir()
+    aside: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in reversed(names):  # the manifest leaves first ...
+            if os.path.lexists(directory / name):
+                os.replace(directory / name, previous / name)
+                aside.append(name)
+        for name in names:  # ... and arrives last
+            os.replace(staging / name, directory / name)
+            placed.append(name)
+    except OSError:
+        for name in reversed(placed):
+            with suppress(OSError):
+                os.replace(directory / name, staging / name)
+        for name in aside:
+            with suppress(OSError):
+                os.replace(previous / name, directory / name)
+        raise
+
+
+def ensure_writable(*directories: Path, files: Sequence[Path] = ()) -> None:
     """Prove each directory can take files before long work starts, without creating it: a
     missing one is proved by its nearest existing parent taking a folder (the writes create
-    it later), so a command that fails leaves no empty folders behind."""
+    it later), so a command that fails leaves no empty folders behind. Each of ``files``
+    (the outputs to come) must be missing or a regular file (``check_output_file``)."""
+    for path in files:
+        check_output_file(path)
     for directory in directories:
         existing = directory
         while not existing.exists() and existing.parent != existing:

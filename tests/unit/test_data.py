@@ -68,7 +68,9 @@ def test_normalization_is_exact_at_both_ends() -> None:
 def test_download_from_local_dir_verifies_all_four(mnist_dir: Path, tmp_path: Path) -> None:
     files = download(str(mnist_dir), "mnist", out_dir=tmp_path / "raw")
     assert files == MNIST.sha256
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(MNIST.sha256)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(
+        [*MNIST.sha256, "manifest.json"]
+    )
     images, labels = load_split(tmp_path / "raw", "mnist", split="test", limit=10)
     assert images.shape == (10, 1, 28, 28) and labels.shape == (10,)
 
@@ -148,6 +150,22 @@ def test_meta_json_missing_or_incomplete_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_bytes(b"\xff\xfe")
     with pytest.raises(DataError, match="unreadable"):
         read_meta(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("[" * 100_000 + "]" * 100_000, "nested too deeply"), ("1" * 5000, "unreadable JSON")],
+)
+def test_meta_json_too_deep_or_with_a_huge_integer_is_one_error(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    from ganops.data import read_meta
+
+    (tmp_path / "meta.json").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=why) as error:
+        read_meta(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and message.endswith("run `ganops prepare` (or `dvc repro`) again")
 
 
 def test_a_prepared_split_changed_after_prepare_is_refused(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def test_a_tiny_dataset_downloads_over_http_within_its_caps(
     """The caps admit a level-0 gzip: the largest any copy of the content can be."""
     files = download(serve(files_from), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert files == data.DATASETS["tiny"].sha256
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(files)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted([*files, "manifest.json"])
     assert leftovers(tmp_path) == []
 
 

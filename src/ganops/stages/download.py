@@ -11,31 +11,25 @@ from types import FrameType
 
 from ganops import outputs
 from ganops.config import DataConfig
-from ganops.data import DATASETS, dataset_checksum, download
-from ganops.files import write_json
+from ganops.data import DATASETS, dataset_manifest, download
 from ganops.progress import Progress
 
 MANIFEST = outputs.MANIFEST
 
 
 def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:
-    """Download ``cfg.dataset`` from ``cfg.source`` into ``out_dir``; write its manifest."""
+    """Download ``cfg.dataset`` from ``cfg.source`` into ``out_dir`` with its manifest;
+    return the manifest. Only those files of ``out_dir`` are replaced (``data.download``)."""
     with (
         sigterm_unwinds(),
         Progress(total=0, desc=f"download {cfg.dataset}", unit="B", interval=5.0) as bar,
     ):
-        files = download(cfg.source, cfg.dataset, out_dir=out_dir, on_bytes=bar.update)
-    manifest: dict[str, object] = {
-        "dataset": cfg.dataset,
-        "sha256": dataset_checksum(files),
-        "files": files,
-    }
-    write_json(manifest, out_dir / MANIFEST)
+        download(cfg.source, cfg.dataset, out_dir=out_dir, on_bytes=bar.update)
     print(
         f"downloaded and verified {len(DATASETS[cfg.dataset].sha256)} files of {cfg.dataset} "
         f"into {out_dir}"
     )
-    return manifest
+    return dataset_manifest(cfg.dataset)
 
 
 @contextmanager
