@@ -268,9 +268,13 @@ def evaluate(
 @app.command()
 @user_errors
 def sample(
-    model: Annotated[Path, typer.Option(help="Generator file from `ganops train`.")] = Path(
-        "models/generator.pt"
-    ),
+    model: Annotated[
+        Path,
+        typer.Option(
+            help="Generator file from `ganops train`, or a registered version: "
+            "models:/ganops-generator@champion (@candidate, /VERSION)."
+        ),
+    ] = Path("models/generator.pt"),
     out: Annotated[Path, typer.Option(help="PNG file for the grid.")] = Path(
         "outputs/sample/samples.png"
     ),
@@ -289,15 +293,24 @@ def sample(
         Path | None, typer.Option(help="Also write each image as its own PNG here.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Draw images from a trained generator into a PNG grid.
 
-    Reads MODEL (no params.yaml: the file carries its model config). Writes OUT and, with
-    --images-dir, one PNG per image. Conditional models draw 0..9 in reading order, or one
-    class with --digit.
+    Reads MODEL (the file carries its model config; a models:/ URI is fetched from the
+    MLflow store of PARAMS' tracking.uri, or $MLFLOW_TRACKING_URI, or the repo's mlflow.db).
+    Writes OUT and, with --images-dir, one PNG per image. Conditional models draw 0..9 in
+    reading order, or one class with --digit.
     """
     from ganops.stages import sample as stage
 
+    tracking = ""
+    if str(model).startswith("models:/"):
+        from ganops.config import TrackingConfig
+        from ganops.tracking.runs import tracking_uri
+
+        cfg = _params(params).tracking if params.is_file() else TrackingConfig()
+        tracking = tracking_uri(cfg, Path.cwd())
     stage.run(
         model,
         out,
@@ -307,6 +320,7 @@ def sample(
         interpolate_to=interpolate,
         images_dir=images_dir,
         device_name=device,
+        tracking=tracking,
     )
 
 

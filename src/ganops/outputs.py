@@ -7,6 +7,8 @@ source of truth); the names inside them are these. Stages and tests read them fr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # download: RAW/ (beside the four IDX files)
 MANIFEST = "manifest.json"
 
@@ -36,3 +38,10 @@ RUN_REFERENCE = "mlflow_run.json"  # the MLflow run evaluate logs to (ganops.run
 METRICS = "metrics.json"
 CLASSES = "classes.csv"
 FLOOR = "floor.json"
+
+
+def train_files(models_dir: Path, out_dir: Path) -> list[Path]:
+    """Every file the train stage writes, to check before it trains."""
+    models = [models_dir / name for name in (GENERATOR, BEST_GENERATOR, CHECKPOINT)]
+    files = (LOSSES, QUALITY, SAMPLES, CURVES, RUN_REFERENCE)
+    return models + [out_dir / name for name in files]

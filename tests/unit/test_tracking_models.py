@@ -6,6 +6,7 @@ that adds metrics to a run without changing its status. One SQLite store for the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,3 +134,41 @@ def test_an_unconditional_generator_still_takes_noise_alone(store: str) -> None:
     loaded = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator")
     z = torch.randn(5, 4)
     torch.testing.assert_close(loaded(z), generator(z))
+
+
+def test_ganops_sample_draws_the_champion_by_its_model_uri(
+    store: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`ganops sample --model models:/NAME@champion` (and /VERSION): the registered version's
+    own generator file, conditional included; a name without that alias is one line."""
+    import mlflow
+    from typer.testing import CliRunner
+
+    from ganops.checkpoints import save_generator
+    from ganops.cli import app
+    from ganops.tracking.runs import CHAMPION, log_training_outputs
+
+    params = _params("sampled-gen")
+    generator = build_models(params.model)[0].eval()
+    path = tmp_path / "models" / "generator.pt"
+    save_generator(generator, params, path=path)
+    with mlflow.start_run():
+        log_training_outputs([path], 1.0, generator=lambda: generator, params=params)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("sampled-gen", "candidate").version
+    client.set_registered_model_alias("sampled-gen", CHAMPION, version)
+    (tmp_path / "params.yaml").write_text(f"tracking:\n  uri: {store}\n", encoding="utf-8")
+    runner = CliRunner()
+    for uri in (f"models:/sampled-gen@{CHAMPION}", f"models:/sampled-gen/{version}"):
+        out = tmp_path / f"grid-{uri[-3:].strip('/@')}.png"
+        result = runner.invoke(
+            app, ["sample", "--model", uri, "--out", str(out), "--num", "10",
+                  "--params", str(tmp_path / "params.yaml"), "--device", "cpu"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert out.stat().st_size > 0
+    missing = runner.invoke(
+        app, ["sample", "--model", "models:/sampled-gen@nobody", "--out", str(out),
+              "--params", str(tmp_path / "params.yaml")],
+    )  # fmt: skip
+    assert missing.exit_code == 2 and "models:/sampled-gen@nobody: not found" in missing.stderr

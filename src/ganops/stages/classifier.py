@@ -19,7 +19,9 @@ def run(cfg: ClassifierConfig, data_dir: Path, *, out_dir: Path) -> float:
     """Write ``out_dir/classifier.pt`` and ``out_dir/metrics.json`` (test accuracy)."""
     device = resolve_device(cfg.device, "classifier.device")
     precision, _ = resolved_precision("classifier.precision", cfg.precision, device=device)
-    ensure_writable(out_dir)
+    ensure_writable(
+        out_dir, files=[out_dir / outputs.CLASSIFIER, out_dir / outputs.CLASSIFIER_METRICS]
+    )
     meta = read_meta(data_dir)
     images, labels = load_prepared(data_dir / outputs.TRAIN_IMAGES)
     test_images, test_labels = load_prepared(data_dir / outputs.TEST_IMAGES)

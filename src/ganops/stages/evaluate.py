@@ -52,7 +52,12 @@ def run(
     # 'auto' resolved for the device; what runs is what metrics.json records (never 'auto').
     precision, _ = resolved_precision("evaluate.precision", cfg.precision, device=device)
     cfg = replace(cfg, precision=precision)
-    ensure_writable(out_dir, cache_dir)  # before minutes of feature extraction
+    # Before minutes of feature extraction (also a link or special file at an output).
+    ensure_writable(
+        out_dir,
+        cache_dir,
+        files=[out_dir / name for name in (outputs.METRICS, outputs.CLASSES, outputs.FLOOR)],
+    )
     generator_path = scored_generator(models_dir, cfg.generator)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)
     # Hashed once it loaded (a missing file is load_generator's one-line error): the SHA-256

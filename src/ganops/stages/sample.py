@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -9,10 +10,12 @@ from torch import Tensor
 
 from ganops.checkpoints import load_generator
 from ganops.errors import CheckpointError, UsageError
+from ganops.files import check_output_file
 from ganops.images import grid_array, save_png
 from ganops.models import NUM_CLASSES
 from ganops.models.sampling import NonFiniteSamples, sample_images
 from ganops.stages.common import resolve_device
+from ganops.tracking import registry
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -79,8 +82,11 @@ def run(
     interpolate_to: int | None,
     images_dir: Path | None,
     device_name: str,
+    tracking: str = "",
 ) -> Tensor:
-    """Write the grid PNG ``out`` (and one PNG per image into ``images_dir``)."""
+    """Write the grid PNG ``out`` (and one PNG per image into ``images_dir``). ``model_path``
+    is a generator file, or a registered version (``models:/NAME@champion``) fetched from
+    the MLflow store at ``tracking``."""
     if not 1 <= num <= MAX_IMAGES:
         raise UsageError(f"--num is {num}; expected 1 to {MAX_IMAGES} images")
     for name, value in (("--seed", seed), ("--interpolate", interpolate_to)):
@@ -89,7 +95,12 @@ def run(
     if device_name not in ("auto", "cpu", "cuda"):
         raise UsageError(f"--device is {device_name!r}; expected auto, cpu or cuda")
     device = resolve_device(device_name, "--device")
-    generator, model_cfg = load_generator(model_path)
+    check_output_file(out)  # a link or special file at OUT: refused before any work
+    shown = model_path  # errors name what was asked for, not a downloaded copy
+    with tempfile.TemporaryDirectory(prefix="ganops-sample-") as scratch:
+        if registry.is_model_uri(str(model_path)):  # models:/NAME@champion: its file
+            model_path = registry.download_generator(str(model_path), tracking, Path(scratch))
+        generator, model_cfg = load_generator(model_path)
     z, labels = sample_inputs(
         model_cfg.latent_dim,
         model_cfg.conditional,
@@ -107,7 +118,7 @@ def run(
         ).cpu()
     except NonFiniteSamples as error:
         raise CheckpointError(
-            f"{model_path}: {error}, so its images would be black or saturated; nothing was "
+            f"{shown}: {error}, so its images would be black or saturated; nothing was "
             "written. Train again, e.g. with a lower train.lr_g/train.lr_d"
         ) from None
     nrow = num if interpolate_to is not None else None  # a walk reads as one row

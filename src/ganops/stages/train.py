@@ -53,7 +53,8 @@ def run(
     replicas = distributed.from_env()
     distributed.check_batch_size(params.train.batch_size, replicas)
     device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
-    ensure_writable(models_dir, out_dir, resume_dir)  # fail now, not after hours of training
+    # Fail now, not after hours of training (also on a link or special file at an output).
+    ensure_writable(models_dir, out_dir, resume_dir, files=outputs.train_files(models_dir, out_dir))
     # train.cuda_graph 'on' where a graph is impossible fails now.
     graphed = use_cuda_graph(params.train, device, replicas=replicas)
     main = replicas.is_main

@@ -146,7 +146,8 @@ def write_outputs(
     save_png(grid_array(grid), out_dir / outputs.SAMPLES)
     if run_ref:
         names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
-        files = [out_dir / name for name in names]
+        # The generator file too: `ganops sample --model models:/NAME@champion` loads it.
+        files = [out_dir / name for name in names] + [scored]
         log_training_outputs(
             files,
             seconds,
