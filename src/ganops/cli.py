@@ -101,8 +101,8 @@ def download(
 ) -> None:
     """Fetch the dataset's four IDX files and verify their decompressed SHA-256.
 
-    Reads params: data.dataset, data.source. Writes OUT/*.gz and OUT/manifest.json;
-    on any failure OUT is left as it was.
+    Reads params: data.dataset, data.source. Writes OUT/*.gz and OUT/manifest.json and
+    nothing else in OUT (other files stay); on any failure those files are left as they were.
     """
     from ganops.stages import download as stage
 
