@@ -350,10 +350,11 @@ def torch_bytes(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_json(obj: Any, final: Path) -> None:
-    """Write pretty JSON to ``final`` atomically."""
+def write_json(obj: Any, final: Path, *, sort_keys: bool = True) -> None:
+    """Write pretty JSON to ``final`` atomically (keys sorted, or in ``obj``'s order)."""
     with atomic_path(final) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = json.dumps(obj, indent=2, sort_keys=sort_keys)
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def write_csv(rows: list[dict[str, Any]], columns: list[str], *, final: Path) -> None:

@@ -155,3 +155,17 @@ def test_a_generator_computing_nan_while_scored_is_named_and_nothing_written(
         _evaluate(tmp_path, params)
     assert str(caught.value).startswith(str(tmp_path / "models/generator.pt") + ": the generator")
     assert not (tmp_path / "out/metrics.json").exists()
+
+
+def test_metrics_json_lists_fid_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dvc exp show orders a file's metric columns as the file does: FID leads."""
+    params = _setup(tmp_path, monkeypatch, tracked=False)
+
+    def scores(batches: Any, real: Tensor, **kwargs: Any) -> Scores:
+        return Scores({"fid_8": 12.0, "kid_8": 0.1, "class_kl": 0.2, "accuracy_like": 0.5})
+
+    monkeypatch.setattr(evaluate, "score_images", scores)
+    evaluate.run(params, tmp_path, models_dir=tmp_path / "models", train_dir=tmp_path / "train",
+                 out_dir=tmp_path / "out", cache_dir=tmp_path / "cache")  # fmt: skip
+    text = (tmp_path / "out/metrics.json").read_text(encoding="utf-8")
+    assert list(json.loads(text))[:3] == ["fid_8", "kid_8", "class_kl"]

@@ -120,7 +120,8 @@ def run(
         precision=cfg.precision,
     )
     document: dict[str, Any] = {**metrics, SCORED: scored}
-    write_json(document, out_dir / (outputs.FLOOR if floor else outputs.METRICS))
+    # In the suite's order, FID first: `dvc exp show` and `dvc metrics show` keep it.
+    write_json(document, out_dir / (outputs.FLOOR if floor else outputs.METRICS), sort_keys=False)
     if tracked and run_ref is None:
         print(
             f"warning: tracking: the metrics were not logged to MLflow: {train_dir} records no "
