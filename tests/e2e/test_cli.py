@@ -59,6 +59,7 @@ def test_bad_params_stop_every_stage_with_one_line_and_exit_2(
     assert not (tmp_path / "data").exists()  # nothing was started
 
 
+@pytest.mark.slow
 def test_a_bad_value_in_a_real_process_prints_no_traceback(
     tmp_path: Path, params_file: Path
 ) -> None:
@@ -72,12 +73,14 @@ def test_a_bad_value_in_a_real_process_prints_no_traceback(
     )
 
 
+@pytest.mark.slow
 def test_missing_params_file_is_one_clear_line(tmp_path: Path) -> None:
     result = ganops("train", "--params", "nope.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_stages_out_of_order_say_what_to_run_first(tmp_path: Path, params_file: Path) -> None:
     result = ganops("prepare", cwd=tmp_path)
     assert result.returncode == 2 and "run `ganops download` first" in result.stderr
@@ -91,6 +94,7 @@ def test_stages_out_of_order_say_what_to_run_first(tmp_path: Path, params_file: 
     assert sorted(p.name for p in tmp_path.iterdir()) == [params_file.name]
 
 
+@pytest.mark.slow
 def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file: Path) -> None:
     pytest.importorskip("torch")
     import torch
@@ -106,6 +110,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file
     assert result.returncode == 2 and "no CUDA GPU is available" in result.stderr
 
 
+@pytest.mark.slow
 def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
     tmp_path: Path,
 ) -> None:
@@ -122,6 +127,7 @@ def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_gate_exit_codes_pass_fail_and_bad_input(tmp_path: Path, params_file: Path) -> None:
     raw = yaml.safe_load(params_file.read_text(encoding="utf-8"))
     write_params(params_file, {**raw, "gate": {"max_fid": 100.0}})

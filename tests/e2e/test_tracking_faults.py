@@ -196,6 +196,7 @@ def test_a_server_lost_for_good_costs_no_training_and_no_outputs(
     assert len((cwd / "outputs/train/losses.csv").read_text().splitlines()) == 1 + 256 // 4
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_at_start_is_one_clear_error_within_seconds(
     tmp_path: Path, mnist_dir: Path
 ) -> None:
@@ -213,6 +214,7 @@ def test_an_unreachable_server_at_start_is_one_clear_error_within_seconds(
     assert not list(cwd.glob("models/*")) and not list(cwd.glob("outputs/train/*"))
 
 
+@pytest.mark.slow
 def test_with_tracking_not_required_training_goes_on_without_it(
     tmp_path: Path, mnist_dir: Path
 ) -> None:

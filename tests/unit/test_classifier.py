@@ -50,6 +50,7 @@ def trained(digits: tuple[Tensor, ...]) -> Classifier:
     )
 
 
+@pytest.mark.slow
 def test_a_few_epochs_on_1024_digits_classify_held_out_digits(
     trained: Classifier, digits: tuple[Tensor, ...]
 ) -> None:

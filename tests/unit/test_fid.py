@@ -234,10 +234,12 @@ def test_unreadable_weights_file_is_a_checkpoint_error(tmp_path: Path) -> None:
 # --- extraction with the real Inception (CPU: keep the image counts tiny) --------------------
 
 
+@pytest.mark.slow
 def test_fid_of_mnist_against_itself_is_zero(weights: Path, mnist: Tensor) -> None:
     assert abs(fid(mnist[:8], mnist[:8], weights)) < 1e-2
 
 
+@pytest.mark.slow
 def test_features_are_the_fid_inceptions_pool_features(
     weights: Path, mnist: Tensor, noise: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,6 +258,7 @@ def test_features_are_the_fid_inceptions_pool_features(
     assert fid_from_features(fake, real) > 100  # noise is far from digits
 
 
+@pytest.mark.slow
 def test_fid_is_frechet_distance_of_the_feature_statistics(
     weights: Path, mnist: Tensor, noise: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +298,7 @@ def test_cached_real_features_skip_real_extraction(
     torch.testing.assert_close(second, first)
 
 
+@pytest.mark.slow
 def test_bf16_features_are_close_to_fp32_and_never_share_their_cache(
     weights: Path, mnist: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -314,6 +318,7 @@ def test_bf16_features_are_close_to_fp32_and_never_share_their_cache(
     assert sum(extracted) == 16 and torch.equal(again, real32)  # nor the reverse
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stale", ["other key", "corrupt file"])
 def test_stale_or_corrupt_cache_is_recomputed(
     stale: str, weights: Path, mnist: Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -331,6 +336,7 @@ def test_stale_or_corrupt_cache_is_recomputed(
     assert 0 < fid_from_features(fake, real) < 1e4
 
 
+@pytest.mark.slow
 def test_generated_count_must_match_real_count(
     weights: Path, mnist: Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

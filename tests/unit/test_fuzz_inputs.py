@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,6 +50,7 @@ def _one_line_or_success(result: Any, allowed: tuple[int, ...]) -> None:
         assert len(errors) == 1, result.stderr
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(doc=metrics_docs | json_values, raw=st.binary(max_size=64), use_raw=st.booleans())
 def test_gate_on_any_metrics_file_passes_fails_or_says_why(
@@ -69,6 +71,7 @@ def test_gate_on_any_metrics_file_passes_fails_or_says_why(
             assert not isinstance(fid, float) or math.isfinite(fid)  # NaN never passes
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(revision=option_like | st.text(max_size=20))
 def test_any_baseline_revision_is_a_revision_or_one_error(revision: str) -> None:
@@ -101,6 +104,7 @@ def _tiny_generator(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     num=st.integers(-5, 10**12),

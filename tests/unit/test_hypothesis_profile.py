@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # A property test that records what it was given; run twice in fresh interpreters.
@@ -37,6 +39,7 @@ def _draws(ci: str | None) -> tuple[bool, list[int]]:
     return derandomized, seen
 
 
+@pytest.mark.slow
 def test_ci_runs_draw_the_same_examples_and_local_runs_fresh_ones() -> None:
     first, second = _draws("true"), _draws("true")
     assert first[0] is True and first == second

