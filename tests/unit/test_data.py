@@ -13,6 +13,7 @@ import torch
 from ganops import data
 from ganops.data import DATASETS, download, load_split, normalize, read_idx, require_images
 from ganops.errors import DataError
+from tests.idx_files import idx_bytes
 
 MNIST = DATASETS["mnist"]
 
@@ -21,13 +22,6 @@ def write_gz(path: Path, payload: bytes, level: int = 9) -> Path:
     with gzip.open(path, "wb", compresslevel=level) as stream:
         stream.write(payload)
     return path
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    return header + array.astype(np.uint8).tobytes()
 
 
 def test_reads_real_mnist_test_images_and_labels(mnist_dir: Path) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ganops import data
@@ -27,29 +26,17 @@ from ganops.config import DataConfig
 from ganops.data import DatasetSpec, DownloadLimits, download
 from ganops.errors import DataError
 from ganops.stages import download as download_stage
+from tests.idx_files import tiny_dataset
 
 FAST = DownloadLimits(deadline_s=1.0, read_timeout_s=0.5, retries=2)
 Behaviour = Callable[[BaseHTTPRequestHandler, Path], None]
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    return header + array.astype(np.uint8).tobytes()
 
 
 @pytest.fixture
 def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[DatasetSpec, Path]:
     """A 'tiny' dataset registered like MNIST, and a directory holding its four .gz files
     (stored, level 0: the largest gzip its content can have)."""
-    rng = np.random.default_rng(0)
-    contents = {}
-    for prefix, count in (("train", 3), ("t10k", 2)):
-        contents[f"{prefix}-images-idx3-ubyte.gz"] = idx_bytes(
-            rng.integers(0, 256, (count, 28, 28))
-        )
-        contents[f"{prefix}-labels-idx1-ubyte.gz"] = idx_bytes(rng.integers(0, 10, count))
+    contents = tiny_dataset()
     source = tmp_path / "source"
     source.mkdir()
     for name, content in contents.items():

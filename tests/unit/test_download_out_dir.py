@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -21,28 +20,16 @@ from ganops import data
 from ganops.cli import app
 from ganops.data import DatasetSpec, download
 from ganops.errors import DataError, OutputError, UsageError
+from tests.idx_files import tiny_dataset
 
 MANIFEST = "manifest.json"
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    return header + array.astype(np.uint8).tobytes()
 
 
 @pytest.fixture
 def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A directory with the four .gz files of a tiny dataset registered as 'mnist' (so the
     CLI's params accept it), plus a README as real copies have."""
-    rng = np.random.default_rng(0)
-    contents = {}
-    for prefix, count in (("train", 3), ("t10k", 2)):
-        contents[f"{prefix}-images-idx3-ubyte.gz"] = idx_bytes(
-            rng.integers(0, 256, (count, 28, 28))
-        )
-        contents[f"{prefix}-labels-idx1-ubyte.gz"] = idx_bytes(rng.integers(0, 10, count))
+    contents = tiny_dataset()
     directory = tmp_path / "source"
     directory.mkdir()
     for name, content in contents.items():
