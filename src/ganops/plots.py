@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ganops.files import atomic_path
 
+FEW_POINTS = 30  # up to this many readings a curve also marks each one
 _PANELS = (  # (title, rows' source, x column, y columns)
     ("Losses", "losses", "step", ("loss_d", "loss_g")),
     ("D(x) on real, D(G(z)) on generated", "losses", "step", ("d_real", "d_fake")),
@@ -49,7 +50,11 @@ def training_curves_png(
                 continue
             for y in ys:  # NaN (loss_g of an interval without a G update): no point
                 kept = [row for row in points if not math.isnan(row[y])]
-                axis.plot([row[x] for row in kept], [row[y] for row in kept], label=y)
+                # Few points (a short run, a few epochs): markers, or one point draws nothing.
+                marker = "o" if len(kept) <= FEW_POINTS else None
+                axis.plot(
+                    [row[x] for row in kept], [row[y] for row in kept], label=y, marker=marker
+                )
             if x == "epoch":  # no "epoch 2.5" ticks between whole epochs
                 axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.legend(fontsize=8)

@@ -104,7 +104,8 @@ def test_one_mlflow_run_holds_params_curves_images_model_and_fid(project: Path) 
     assert run.data.params["train.lr_g"] == "0.0002"
     assert run.data.params["data.train_subset"] == "512"
     assert run.data.tags["dataset"] == "mnist" and len(run.data.tags["dataset_sha256"]) == 64
-    assert "git_commit" in run.data.tags
+    assert "git_commit" in run.data.tags  # and where MLflow's UI shows it:
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
     history = client.get_metric_history(run.info.run_id, "loss_d")
     assert [m.step for m in history] == [2, 4, 6, 8]
     assert {"d_fake", "fid_64", "kid_64", "precision_64", "class_kl"} <= set(run.data.metrics)

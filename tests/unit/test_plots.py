@@ -77,3 +77,27 @@ def test_a_generator_loss_missing_every_other_reading_still_draws_a_line(
     (line,) = [ln for ln in figures[0].axes[0].get_lines() if ln.get_label() == "loss_g"]
     assert list(line.get_xdata()) == [2, 4, 6, 8, 10]
     assert list(line.get_ydata()) == [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_a_run_shorter_than_log_every_still_draws_its_one_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One loss reading (a run shorter than train.log_every) drawn as a line of one point
+    left the panel empty. Few points get a marker each, so they show; many stay a line."""
+    from matplotlib.axes import Axes
+
+    markers: list[Any] = []
+    plot = Axes.plot
+
+    def spy(self: Axes, *args: Any, **kwargs: Any) -> Any:
+        markers.append(kwargs.get("marker"))
+        return plot(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    keys = ("loss_d", "loss_g", "d_real", "d_fake")
+    training_curves_png([{"step": 7, **dict.fromkeys(keys, 0.5)}], [], path=tmp_path / "a.png")
+    assert markers == ["o"] * 4
+    markers.clear()
+    many = [{"step": s, **dict.fromkeys(keys, 0.5)} for s in range(100)]
+    training_curves_png(many, [], path=tmp_path / "b.png")
+    assert markers == [None] * 4

@@ -302,7 +302,9 @@ def _start(
     exp_name = os.environ.get("DVC_EXP_NAME")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_name = exp_name or f"{params.data.dataset}-{params.model.arch}-{params.train.loss}-{stamp}"
-    all_tags = {**tags, "git_commit": _git_commit(root) or "unknown"}
+    commit = _git_commit(root) or "unknown"
+    # git_commit as before; mlflow.source.git.commit is the tag MLflow's UI shows and links.
+    all_tags = {**tags, "git_commit": commit, "mlflow.source.git.commit": commit}
     if exp_name:
         all_tags["dvc_exp_name"] = exp_name
     if run_id is not None and _run_exists(run_id):
