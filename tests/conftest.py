@@ -49,12 +49,22 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
     params: dict[str, Any] = {
         "data": {"dataset": "mnist", "source": str(mnist), "train_subset": 512, "test_subset": 128},
         "model": {"arch": "mlp", "g_hidden": [64, 128], "d_hidden": [128, 64]},
-        "train": {"device": "cpu", "epochs": 1, "batch_size": 64, "log_every": 2, "grid_size": 16},
-        "classifier": {"epochs": 3, "batch_size": 64, "device": "cpu"},
+        # fp32 throughout: the same numbers on every CPU kind CI may run on ('auto', the
+        # default, is bf16 only where the CPU has native bf16; tests of auto set it).
+        "train": {
+            "device": "cpu",
+            "epochs": 1,
+            "batch_size": 64,
+            "log_every": 2,
+            "grid_size": 16,
+            "precision": "fp32",
+        },
+        "classifier": {"epochs": 3, "batch_size": 64, "device": "cpu", "precision": "fp32"},
         "evaluate": {
             "num_samples": 64,
             "batch_size": 32,
             "device": "cpu",
+            "precision": "fp32",
             "every_epochs": 1,  # dvc.yaml lists these for train: DVC wants them in the file
             "epoch_samples": 64,
             "generator": "last",
