@@ -9,6 +9,13 @@ from types import TracebackType
 from tqdm import tqdm
 
 
+def clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss (m:ss under an hour), as tqdm shows times."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class Progress:
     """Counts work units. On a TTY it draws a tqdm bar; elsewhere it prints a line at most
     every ``interval`` seconds (and at the end), so logs stay readable.
@@ -66,9 +73,12 @@ class Progress:
             f"{self.count}/{self.total} {self.unit} " if self.total else f"{self.count} {self.unit}"
         )
         share = f"{100 * self.count / self.total:5.1f}%" if self.total else ""
+        timing = f", {clock(elapsed)} elapsed"
+        if self.total and rate > 0 and self.count < self.total:  # this machine's rate so far
+            timing += f", ETA {clock((self.total - self.count) / rate)}"
         extra = f" {self.postfix}" if self.postfix else ""
         print(
-            f"{self.desc}: {done}{share} ({rate:.1f} {self.unit}/s){extra}",
+            f"{self.desc}: {done}{share} ({rate:.1f} {self.unit}/s{timing}){extra}",
             file=sys.stderr,
             flush=True,
         )

@@ -219,6 +219,8 @@ def test_the_train_stage_says_records_and_resumes_auto(
             _run_train(tmp_path, params)
     first = capsys.readouterr()
     assert "train.precision: bf16 (auto: this CPU has AVX512-BF16)\n" in first.out
+    sizes = [sum(p.numel() for p in net.parameters()) for net in build_models(params.model)]
+    assert f"generator {sizes[0]:,} parameters, discriminator {sizes[1]:,} parameters" in first.out
     assert tags[-1]["precision"] == "bf16"
     saved = torch.load(tmp_path / "models" / "checkpoint.pt", weights_only=True)
     assert saved["precision"] == "bf16" and saved["shape"]["train"]["precision"] == "auto"

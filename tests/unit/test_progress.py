@@ -65,7 +65,7 @@ def test_skipped_work_counts_towards_the_total_but_not_the_rate(
         bar.update(100)  # 100 generated images in 10 s
     line = capsys.readouterr().err.splitlines()[0]
     assert line.startswith("Inception features: 1100/2000 img  55.0%")
-    assert "(10.0 img/s)" in line  # not 110: the cached thousand took no time
+    assert "(10.0 img/s, 0:10 elapsed, ETA 1:30)" in line  # not 110: the cache took no time
 
 
 def test_skipped_work_leaves_the_terminal_bar_s_rate_alone(
@@ -81,3 +81,18 @@ def test_skipped_work_leaves_the_terminal_bar_s_rate_alone(
         shown = str(bar._bar)
     # 10 img/s, and 900 images left at that rate: 1 min 30 s (not 110 img/s and 8 s)
     assert "1.10k/2.00k [00:10<01:30, 10.0img/s]" in shown
+
+
+def test_lines_say_elapsed_time_and_the_eta_at_this_machine_s_rate(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    with Progress(total=1000, desc="train (cpu)", unit="step", interval=0.0) as bar:
+        now[0] += 50.0
+        bar.update(100, "epoch 1/30 loss_d=1.300")
+        now[0] += 4000.0
+        bar.update(900)
+    first, last = capsys.readouterr().err.splitlines()
+    assert "(2.0 step/s, 0:50 elapsed, ETA 7:30) epoch 1/30 loss_d=1.300" in first
+    assert "1000/1000 step" in last and "1:07:30 elapsed" in last and "ETA" not in last

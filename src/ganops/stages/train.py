@@ -91,6 +91,10 @@ def run(
     with ExitStack() as stack:
         stack.enter_context(distributed.process_group(replicas, device))
         gan, state = new_gan(params, device, resume=resume)
+        if main:
+            sizes = {name: sum(p.numel() for p in getattr(gan, name).parameters())
+                     for name in ("generator", "discriminator")}  # fmt: skip
+            print(", ".join(f"{name} {size:,} parameters" for name, size in sizes.items()))
         run_id = resume.get("run_id") if resume else None
         step = state.step if state else None
         logger, ref = stack.enter_context(

@@ -244,7 +244,9 @@ def fit(
                 stats = _read_interval(state, replicas)
                 state.history.append({"step": state.step, "epoch": state.epoch, **stats})
                 hooks.logger.log_stats(stats, step=state.step, epoch=state.epoch)
-                postfix = " ".join(f"{k}={v:.3f}" for k, v in stats.items())
+                postfix = f"epoch {state.epoch}/{cfg.epochs} " + " ".join(
+                    f"{k}={v:.3f}" for k, v in stats.items()
+                )
             hooks.on_step(postfix)
             stop = hooks.should_stop()
             if replicas.distributed:  # all ranks agree on the step; one collective per interval
