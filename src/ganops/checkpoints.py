@@ -69,7 +69,9 @@ def save_generator(generator: nn.Module, params: Params, *, path: Path) -> None:
 
 
 # Train keys that do not change the trajectory: a run may resume with them changed.
-RESUME_FREE_KEYS = frozenset({"device", "log_every", "grid_size", "checkpoint_every", "cuda_graph"})
+RESUME_FREE_KEYS = frozenset(
+    {"device", "log_every", "grid_size", "checkpoint_every", "snapshots", "cuda_graph"}
+)
 
 
 def training_shape(params: Params, data_id: str) -> dict[str, Any]:

@@ -279,6 +279,12 @@ class TrainConfig:
         ge=0,
         le=MAX_STEPS,
     )
+    snapshots: bool = _spec(
+        False,
+        "Keep the generator of every checkpoint (the EMA one when enabled) in "
+        "models/snapshots/, listed with its step, epoch and training seconds in "
+        "snapshots.csv: quality against training time (docs/results.md).",
+    )
     precision: str = _spec(
         "auto",
         "Forward passes in 'fp32', or 'bf16' under autocast (weights, optimizer and losses "

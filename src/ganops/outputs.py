@@ -26,6 +26,8 @@ CLASSIFIER_METRICS = "metrics.json"
 GENERATOR = "generator.pt"
 BEST_GENERATOR = "generator_best.pt"  # lowest in-training fcd (evaluate.generator: best)
 CHECKPOINT = "checkpoint.pt"
+SNAPSHOTS = "snapshots"  # train.snapshots: every checkpoint's generator, and snapshots.csv
+SNAPSHOTS_CSV = "snapshots.csv"
 
 # train: OUT/
 LOSSES = "losses.csv"

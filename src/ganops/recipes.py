@@ -41,6 +41,7 @@ OPERATIONAL_KEYS = frozenset(
         "train.log_every",
         "train.grid_size",
         "train.checkpoint_every",
+        "train.snapshots",
         "train.cuda_graph",
     }
 )

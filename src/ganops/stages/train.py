@@ -110,6 +110,7 @@ def run(
                 run_ref=ref,
                 main=main,
                 seconds=seconds,
+                snapshots=models_dir / outputs.SNAPSHOTS if params.train.snapshots else None,
             )
 
         keep = writer(slot / outputs.CHECKPOINT)

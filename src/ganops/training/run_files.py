@@ -8,7 +8,9 @@ PNG) and the sample grid, with their copies in the MLflow run.
 
 from __future__ import annotations
 
+import csv
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ def resume_or_start(
         run_reference.clear(out_dir)
         if resume is None:
             (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
+            shutil.rmtree(models_dir / outputs.SNAPSHOTS, ignore_errors=True)
         else:
             step = resume["loop"]["step"]
             print(f"resuming the interrupted run from step {step} ({checkpoint_path})")
@@ -75,10 +78,12 @@ def checkpoint_writer(
     run_ref: dict[str, str],
     main: bool,
     seconds: Callable[[], float] = lambda: 0.0,
+    snapshots: Path | None = None,
 ) -> Callable[..., None]:
     """``Hooks.on_checkpoint``: the run's state, atomically, to ``path`` (``complete=True`` for
     the last one), with its training time so far (``seconds()``, carried over on resume);
-    only the main process (``main``) writes."""
+    only the main process (``main``) writes. ``snapshots`` (train.snapshots): a directory
+    that also keeps each checkpoint's generator, listed in its snapshots.csv."""
 
     def checkpoint(loop: LoopState, complete: bool = False) -> None:
         if main:
@@ -86,8 +91,49 @@ def checkpoint_writer(
             blob["run_id"] = run_ref.get("run_id")
             blob["seconds"] = float(seconds())
             save_checkpoint(blob, params, data_id=data_id, path=path)
+            if snapshots is not None:
+                keep_snapshot(gan, params, loop, seconds=blob["seconds"], directory=snapshots)
 
     return checkpoint
+
+
+SNAPSHOT_COLUMNS = ["step", "epoch", "seconds", "file"]
+
+
+def keep_snapshot(
+    gan: GAN, params: Params, loop: LoopState, *, seconds: float, directory: Path
+) -> None:
+    """The generator at ``loop.step`` as ``directory/generator-step<N>.pt`` and its row in
+    ``directory/snapshots.csv`` (step, epoch, training seconds, file), both atomically. The
+    rows kept are those of earlier steps whose file is there: after a resume, the steps a
+    killed session went past are snapshotted again."""
+    name = f"generator-step{loop.step:07d}.pt"
+    save_generator(gan.sampler, params, path=directory / name)
+    rows = [row for row in snapshot_rows(directory) if int(row["step"]) < loop.step]
+    # The epoch this step belongs to: at an epoch's end the loop already names the next one.
+    epoch = loop.epoch if loop.batch else loop.epoch - 1
+    rows.append({"step": loop.step, "epoch": epoch, "seconds": round(seconds, 3), "file": name})
+    write_csv(rows, SNAPSHOT_COLUMNS, final=directory / outputs.SNAPSHOTS_CSV)
+
+
+def snapshot_rows(directory: Path) -> list[dict[str, Any]]:
+    """The rows of ``directory/snapshots.csv`` whose values parse and whose file is there (the
+    file is read back, so untrusted: a row that does not parse is left out)."""
+    listing = directory / outputs.SNAPSHOTS_CSV
+    if not listing.is_file():
+        return []
+    rows = []
+    with listing.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                parsed: dict[str, Any] = {"step": int(row["step"]), "epoch": int(row["epoch"])}
+                parsed["seconds"] = float(row["seconds"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            name = row.get("file") or ""
+            if name == f"generator-step{parsed['step']:07d}.pt" and (directory / name).is_file():
+                rows.append({**parsed, "file": name})
+    return rows
 
 
 def best_keeping_scorer(
