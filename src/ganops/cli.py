@@ -461,9 +461,16 @@ def ui(
     deprecation warnings silenced. A tracking server (http:// or https://) has its own UI:
     its address is printed instead.
     """
-    from ganops.tracking.runs import check_port_free, serve_ui, tracking_uri, ui_command
+    from ganops.tracking.runs import (
+        announce_ui,
+        check_port_free,
+        serve_ui,
+        tracking_uri,
+        ui_command,
+    )
 
-    uri = tracking_uri(_params(params).tracking, Path.cwd())
+    tracking = _params(params).tracking
+    uri = tracking_uri(tracking, Path.cwd())
     if uri.startswith(("http://", "https://")):
         print(f"the runs are on the tracking server {uri}: open that address in a browser")
         return
@@ -471,5 +478,6 @@ def ui(
         print(f"note: {uri} does not exist yet (no run logged); `dvc repro` logs the first")
     argv, env = ui_command(uri, host=host, port=port)
     check_port_free(host, port)
-    print(f"MLflow UI on http://{host}:{port} for {uri} (Ctrl-C stops it)", flush=True)
-    raise typer.Exit(serve_ui(argv, env))
+    print(f"starting the MLflow UI for {uri} (it takes up to half a minute)", flush=True)
+    ready = announce_ui(host=host, port=port, uri=uri, experiment=tracking.experiment)
+    raise typer.Exit(serve_ui(argv, env, on_started=ready))

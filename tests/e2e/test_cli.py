@@ -191,6 +191,10 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path, s
         try:
             wait_for_health(f"http://127.0.0.1:{port}", process, log)
             served_by = psutil.Process(process.pid).children(recursive=True)
+            announced = f"MLflow UI on http://127.0.0.1:{port} for sqlite:///{store}"
+            deadline = time.monotonic() + 10  # printed once ganops' own poll sees it answer
+            while announced not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
         finally:
             if stop == "ctrl-c":  # SIGINT to the whole group, as a terminal sends it
                 os.killpg(process.pid, signal.SIGINT)
@@ -203,6 +207,7 @@ def test_ui_serves_the_project_store_without_deprecation_noise(tmp_path: Path, s
     assert not alive, f"MLflow UI processes still running after {stop}: {alive}"
     text = log.read_text()
     assert f"MLflow UI on http://127.0.0.1:{port} for sqlite:///{store}" in text
+    assert "no run of experiment 'ganops' logged yet" in text  # an empty store: no runs table
     assert "DeprecationWarning" not in text
     assert text.count("Started server process") == 1
     assert store.is_file()  # the UI opened (and created) the project's store

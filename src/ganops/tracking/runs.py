@@ -676,12 +676,23 @@ def check_port_free(host: str, port: int) -> None:
         ) from None
 
 
-def serve_ui(argv: list[str], env: dict[str, str], *, grace: float = 15.0) -> int:
+def serve_ui(
+    argv: list[str],
+    env: dict[str, str],
+    *,
+    grace: float = 15.0,
+    on_started: Callable[[], object] | None = None,
+) -> int:
     """Run the UI command until it ends or ganops gets SIGINT (Ctrl-C), SIGTERM or SIGHUP,
     which stop its whole process group (MLflow's server and its workers), so nothing keeps
-    serving after ganops is gone. Returns its exit code: 0 after Ctrl-C, 128 + N after
-    signal N."""
+    serving after ganops is gone. ``on_started`` runs in a daemon thread once the command has
+    started (to wait for the server and say where it is). Returns its exit code: 0 after
+    Ctrl-C, 128 + N after signal N."""
+    import threading
+
     child = subprocess.Popen(argv, env=env, start_new_session=True)
+    if on_started is not None:
+        threading.Thread(target=on_started, name="ganops-ui-ready", daemon=True).start()
     received: list[int] = []
 
     def stop(signum: int, _frame: Any) -> None:
@@ -724,3 +735,68 @@ def _end_group(child: subprocess.Popen[bytes], grace: float) -> None:
             break
         time.sleep(0.2)
     child.wait()
+
+
+def local_address(host: str) -> str:
+    """The address this machine reaches a server on that listens on ``host``: a wildcard
+    (0.0.0.0, ::) is not an address to connect to, its loopback is."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(
+        host, f"[{host}]" if ":" in host else host
+    )
+
+
+def wait_until_answers(url: str, *, timeout: float, interval: float = 0.5) -> bool:
+    """Poll ``url`` until it answers HTTP 200 (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=max(interval, 1.0)) as response:
+                if response.status == 200:
+                    return True
+        except (OSError, ValueError):  # refused, reset, HTTP error, timeout: not up yet
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def runs_table_url(base: str, uri: str, experiment: str) -> str | None:
+    """The MLflow UI page of ``experiment``'s runs table on the server at ``base``, or None
+    when the store at ``uri`` has no such experiment (no run logged yet). The route is
+    MLflow 3's ``experimentPageTabRuns`` (/experiments/:experimentId/runs, hash router)."""
+    import mlflow
+
+    try:
+        found = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    except Exception:  # an unreadable store: the UI still shows its root page
+        return None
+    return None if found is None else f"{base}/#/experiments/{found.experiment_id}/runs"
+
+
+def announce_ui(
+    *, host: str, port: int, uri: str, experiment: str, timeout: float = 90.0
+) -> Callable[[], None]:
+    """A ``serve_ui`` ``on_started`` callback: wait until the UI at ``host:port`` answers,
+    then print the address of ``experiment``'s runs table (the root page if it has none)."""
+    base = f"http://{local_address(host)}:{port}"
+
+    def announce() -> None:
+        if not wait_until_answers(f"{base}/health", timeout=timeout):
+            print(
+                f"warning: the MLflow UI on {base} did not answer within {timeout:.0f} s; "
+                "it is still starting or failed (its own lines above say which; Ctrl-C stops it)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        table = runs_table_url(base, uri, experiment)
+        where = (
+            f"no run of experiment {experiment!r} logged yet"
+            if table is None
+            else f"runs of {experiment!r} at {table}"
+        )
+        print(f"MLflow UI on {base} for {uri}: {where} (Ctrl-C stops it)", flush=True)
+
+    return announce
