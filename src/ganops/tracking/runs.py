@@ -323,7 +323,43 @@ def _start(
         log_system_metrics=True,  # CPU/GPU utilisation and memory, sampled in the background
     )
     mlflow.log_params(to_flat_dict(params))
+    attempt(
+        "the training data as the run's input",
+        lambda: mlflow.log_input(_training_dataset(params, tags), context="training"),
+    )
     return run
+
+
+def _training_dataset(params: Params, tags: dict[str, str]) -> Any:
+    """The training data as an MLflow dataset (the run's Inputs): named ``data.dataset``, its
+    digest the prepared data's identity (the raw files' ``dataset_sha256`` tag and
+    ``data.train_subset``; a hash of the ``data`` params when no such tag was given), its
+    source ``data.source`` (a URL, a local directory, or the public mirrors)."""
+    import warnings
+
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    data = params.data
+    sha = tags.get("dataset_sha256") or hashlib.sha256(repr(data).encode()).hexdigest()
+    # MLflow keeps digests of at most 36 characters: the hash's head, then the images kept.
+    digest = f"{sha[:24]}:{data.train_subset or 'all'}"
+    source: Any
+    if data.source.startswith(("http://", "https://")):
+        source = HTTPDatasetSource(url=data.source)
+    elif data.source == "mirrors":  # no one place: the list of mirrors is in ganops.data
+        source = CodeDatasetSource(tags={"data.source": data.source})
+    else:
+        with warnings.catch_warnings():
+            # MLflow registers its local source for both '' and file:, then warns that the
+            # path matched two sources (the same one).
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(data.source)
+    # MLflow's Dataset marks ``profile`` abstract but is no ABC; MetaDataset (its documented
+    # metadata-only dataset) leaves it out, and runs: only mypy objects.
+    return MetaDataset(source=source, name=data.dataset, digest=digest)  # type: ignore[abstract]
 
 
 RESUMED_TAG_PREFIX = "resumed."
@@ -449,10 +485,18 @@ CANDIDATE, CHAMPION = "candidate", "champion"
 MODEL_ERROR_TAG = "ganops.model_error"  # why the run's generator is not a logged model
 
 
-def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_name: str) -> None:
+def log_generator(
+    generator: nn.Module,
+    model_cfg: ModelConfig,
+    *,
+    registered_name: str,
+    params: Params | None = None,
+) -> None:
     """Log the generator as an MLflow PyTorch model that loads back and generates (a
     conditional one from (z, labels)), and register it as ``registered_name`` with the alias
-    ``candidate`` (unless the name is empty). Raises whatever MLflow raised."""
+    ``candidate`` (unless the name is empty); with the training's ``params``, the version is
+    described and tagged (``_describe_version``; a failure there only warns). Raises whatever
+    MLflow raised in logging or registering."""
     import mlflow.pytorch
 
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
@@ -468,8 +512,41 @@ def log_generator(generator: nn.Module, model_cfg: ModelConfig, *, registered_na
         pip_requirements=requirements,
     )
     if registered_name:
-        version = mlflow.register_model(info.model_uri, registered_name).version
-        mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE, str(version))
+        version = str(mlflow.register_model(info.model_uri, registered_name).version)
+        mlflow.MlflowClient().set_registered_model_alias(registered_name, CANDIDATE, version)
+        if params is not None:
+            attempt(
+                f"the description of {registered_name} version {version}",
+                lambda: _describe_version(registered_name, version, params),
+            )
+
+
+def _describe_version(registered_name: str, version: str, params: Params) -> None:
+    """Say on a registered version what it is, so the registry reads without opening its run:
+    a one-line description (dataset, arch, loss, epochs, run name, commit) and the tags
+    ``dataset``, ``arch``, ``git_commit``, ``experiment`` and (under DVC) ``dvc_exp_name``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = mlflow.active_run()
+    run_tags = client.get_run(run.info.run_id).data.tags if run is not None else {}
+    commit = run_tags.get("git_commit") or _git_commit(repo_root(Path.cwd())) or "unknown"
+    run_name = run.info.run_name if run is not None else "no run"
+    tags = {
+        "dataset": params.data.dataset,
+        "arch": params.model.arch,
+        "git_commit": commit,
+        "experiment": params.tracking.experiment,
+    }
+    if exp_name := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp_name"] = exp_name
+    description = (
+        f"{params.data.dataset}, {params.model.arch}, loss {params.train.loss}, "
+        f"{params.train.epochs} epochs; run {run_name}, commit {commit[:12]}"
+    )
+    client.update_model_version(registered_name, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(registered_name, version, key, value)
 
 
 def _example_and_signature(model: nn.Module, cfg: ModelConfig) -> tuple[Any, Any]:
@@ -585,6 +662,8 @@ def log_to_run(
     import mlflow
     from mlflow.entities import Metric, RunTag
 
+    from ganops.metrics.names import family_of
+
     _quick_http()
     check_reachable(run_ref["uri"])
     client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
@@ -598,6 +677,20 @@ def log_to_run(
             metrics=points[start : start + 100],
             tags=labels[start : start + 100],
         )
+    fids = {key: value for key, value in metrics.items() if family_of(key) == "fid"}
+    if fids:
+        attempt(
+            f"FID on the model versions of run {run_ref['run_id']}",
+            lambda: _tag_run_versions(client, run_ref["run_id"], fids),
+        )
+
+
+def _tag_run_versions(client: Any, run_id: str, values: dict[str, float]) -> None:
+    """Tag each registered model version ``run_id`` logged with ``values`` (``fid_10k``: the
+    FID its evaluation found), so the registry compares versions without opening runs."""
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        for key, value in values.items():
+            client.set_model_version_tag(version.name, version.version, key, str(float(value)))
 
 
 def log_training_outputs(
@@ -611,7 +704,7 @@ def log_training_outputs(
         attempt(path.name, functools.partial(log_artifact, path))
     name = params.tracking.registered_model
     try:
-        log_generator(generator(), params.model, registered_name=name)
+        log_generator(generator(), params.model, registered_name=name, params=params)
     except Exception as error:  # whatever the store, the network or torch.export raised
         _model_not_logged(describe_error(error), registered_name=name)
 
