@@ -145,6 +145,20 @@ def running_mlflow_server(home: Path, backend_store_uri: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SQLite MLflow store for the module, set as the tracking URI (creating one takes
+    seconds); yields its URI."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``mlflow server`` on 127.0.0.1 (SQLite store, served artifacts); yields its URL."""
     home = tmp_path_factory.mktemp("mlflow-server")

@@ -6,7 +6,6 @@ module (creating one takes seconds)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,6 @@ import pytest
 
 from ganops.config import params_from_dict
 from ganops.models import build_models
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield uri
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
 
 
 def _params(name: str, **data: Any) -> Any:

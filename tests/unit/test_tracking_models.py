@@ -5,7 +5,6 @@ that adds metrics to a run without changing its status. One SQLite store for the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,6 @@ import torch
 
 from ganops.config import ModelConfig, params_from_dict
 from ganops.models import build_models
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield uri
-    finally:
-        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
 
 
 def _params(name: str) -> Any:
