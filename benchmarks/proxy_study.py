@@ -25,6 +25,7 @@ import functools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganops.checkpoints import CHECKPOINT_FORMAT, load_generator, read_model_file
-from ganops.classifier import Outputs, classify, load_classifier
+from ganops.classifier import Classifier, Outputs, classify, load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, params_from_dict
 from ganops.data import load_prepared
 from ganops.devices import resolve_precision
@@ -91,51 +92,78 @@ def sampler_of(path: Path) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
     return generator.eval(), model_cfg, info
 
 
-def score(path: Path, args: argparse.Namespace, real: torch.Tensor) -> dict[str, Any]:
-    """Every candidate of one generator file, from one pass over 10,000 of its images."""
+@dataclass
+class Reference:
+    """What every generator is scored against, prepared once for the whole study."""
+
+    real: torch.Tensor  # the test images
+    real_classes: torch.Tensor  # their classifier features
+    classifier: Classifier
+    weights: Path | None  # Inception's
+    cache: Path  # real Inception features
+    cache_key: str
+    bf16: bool
+
+
+def reference(args: argparse.Namespace) -> Reference:
+    real = load_prepared(args.data / "test.pt")[0]
     cfg = EvaluateConfig()
     bf16 = resolve_precision(args.precision, torch.device("cpu"))[0] == "bf16"
+    weights = resolve_inception_weights(cfg.inception_weights, args.cache)
+    classifier = load_classifier(args.classifier, data_dir=args.data)[0]
+    real_classes = classify(classifier, real.split(cfg.batch_size), device=torch.device("cpu"))
+    return Reference(
+        real=real,
+        real_classes=real_classes.features,
+        classifier=classifier,
+        weights=weights,
+        cache=args.cache / f"real_features_{len(real)}{'_bf16' if bf16 else ''}.pt",
+        cache_key=f"test:{tensor_digest(real)}:{weights_fingerprint(weights)}",
+        bf16=bf16,
+    )
+
+
+def score(path: Path, sha256: str, ref: Reference) -> dict[str, Any]:
+    """Every candidate of one generator file, from one pass over 10,000 of its images."""
+    cfg = EvaluateConfig()
     generator, model_cfg, info = sampler_of(path)
     if model_cfg.conditional:
         raise SystemExit(f"{path}: conditional generators are not part of this study")
-    weights = resolve_inception_weights(cfg.inception_weights, args.cache)
-    classifier = load_classifier(args.classifier, data_dir=args.data)[0]
     judged: list[Outputs] = []
 
     def classified(batches: Any) -> Any:
         for batch in batches:
-            judged.append(classify(classifier, [batch], device=torch.device("cpu")))
+            judged.append(classify(ref.classifier, [batch], device=torch.device("cpu")))
             yield batch
 
     start = time.monotonic()
     batches = generated_batches(
         generator,
         model_cfg.latent_dim,
-        total=len(real),
+        total=len(ref.real),
         batch_size=cfg.batch_size,
         device=torch.device("cpu"),
         seed=cfg.seed,
     )
     fake_f, real_f = real_and_fake_features(
         classified(batches),
-        real,
+        ref.real,
         batch_size=cfg.batch_size,
         device=torch.device("cpu"),
-        weights=weights,
-        cache=args.cache / f"real_features_{len(real)}{'_bf16' if bf16 else ''}.pt",
-        cache_key=f"test:{tensor_digest(real)}:{weights_fingerprint(weights)}",
-        bf16=bf16,
+        weights=ref.weights,
+        cache=ref.cache,
+        cache_key=ref.cache_key,
+        bf16=ref.bf16,
         compiled=True,
     )
-    fake_c = torch.cat([o.features for o in judged])
-    real_c = classify(classifier, real.split(cfg.batch_size), device=torch.device("cpu")).features
-    row: dict[str, Any] = {"file": str(path), "sha256": file_sha256(path), **info}
+    fake_c, real_c = torch.cat([o.features for o in judged]), ref.real_classes
+    row: dict[str, Any] = {"file": str(path), "sha256": sha256, **info}
     row |= inception_metrics(fake_f, real_f, seed=cfg.seed)
     row["fid_2k"] = fid_from_features(fake_f[:2000], real_f[:2000])
     row["kid_2k"] = kid_from_features(fake_f[:2000], real_f[:2000], seed=cfg.seed)[0]
     for n, name in ((1000, "fcd_1k"), (2000, "fcd_2k"), (10000, "fcd_10k")):
         row[name] = fid_from_features(fake_c[:n], real_c[:n])
-    row["precision"] = "bf16" if bf16 else "fp32"
+    row["precision"] = "bf16" if ref.bf16 else "fp32"
     row["score_seconds"] = round(time.monotonic() - start, 1)
     return row
 
@@ -171,12 +199,14 @@ def main(argv: list[str] | None = None) -> None:
         print(report(rows))
         return
     done = {row["sha256"] for row in rows}
-    real = load_prepared(args.data / "test.pt")[0]
+    ref = None
     for path in args.generators:
-        if file_sha256(path) in done:
+        sha256 = file_sha256(path)
+        if sha256 in done:
             print(f"{path}: scored already", file=sys.stderr)
             continue
-        row = score(path, args, real)
+        ref = ref or reference(args)  # not for a study with nothing left to score
+        row = score(path, sha256, ref)
         with args.out.open("a") as out:  # one whole line per generator, flushed at once
             out.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
