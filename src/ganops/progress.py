@@ -19,12 +19,24 @@ def clock(seconds: float) -> str:
 class Progress:
     """Counts work units. On a TTY it draws a tqdm bar; elsewhere it prints a line at most
     every ``interval`` seconds (and at the end), so logs stay readable.
+
+    With ``estimate_after`` (seconds, 0 = never), one line once that much time has passed
+    gives the whole job's estimated wall time on this machine, from the rate so far: the
+    figure a user plans with, before the first ETA has settled.
     """
 
     def __init__(
-        self, total: int, desc: str, unit: str = "it", interval: float = 10.0, initial: int = 0
+        self,
+        total: int,
+        desc: str,
+        unit: str = "it",
+        interval: float = 10.0,
+        initial: int = 0,
+        estimate_after: float = 0.0,
     ) -> None:
         self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.estimate_after = estimate_after
+        self._estimated = False
         self.count = self.initial = initial
         self.postfix = ""
         self._bar = (
@@ -52,6 +64,8 @@ class Progress:
             self._bar.update(n)
         elif time.monotonic() - self._last >= self.interval:
             self._print_line()
+        if self.estimate_after and not self._estimated:
+            self._print_estimate()
 
     def skip(self, n: int) -> None:
         """Count ``n`` units found already done (e.g. read from a cache): they move the
@@ -82,6 +96,25 @@ class Progress:
             file=sys.stderr,
             flush=True,
         )
+
+    def _print_estimate(self) -> None:
+        elapsed = time.monotonic() - self._start
+        done = self.count - self.initial
+        if elapsed < self.estimate_after or done <= 0 or not self.total:
+            return
+        self._estimated = True
+        rate = done / elapsed
+        todo = self.total - self.initial  # what this process has to do, resumed or not
+        steps = f"the {todo} {self.unit}s left" if self.initial else f"{todo} {self.unit}s"
+        line = (
+            f"{self.desc}: estimated wall time on this machine {clock(todo / rate)} for "
+            f"{steps} ({rate:.1f} {self.unit}/s over the first {clock(elapsed)}; the ETA in "
+            "later lines follows the rate)"
+        )
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self, failed: bool = False) -> None:
         if self._bar is not None:

@@ -96,3 +96,57 @@ def test_lines_say_elapsed_time_and_the_eta_at_this_machine_s_rate(
     first, last = capsys.readouterr().err.splitlines()
     assert "(2.0 step/s, 0:50 elapsed, ETA 7:30) epoch 1/30 loss_d=1.300" in first
     assert "1000/1000 step" in last and "1:07:30 elapsed" in last and "ETA" not in last
+
+
+def test_one_line_estimates_the_whole_run_s_wall_time_once_the_first_seconds_have_passed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    with Progress(
+        total=3000, desc="train (cpu)", unit="step", interval=3600.0, estimate_after=30.0
+    ) as bar:
+        now[0] += 20.0
+        bar.update(200)  # too early: no estimate yet
+        assert capsys.readouterr().err == ""
+        now[0] += 10.0
+        bar.update(100)  # 300 steps in 30 s: 3000 steps take 5 min
+        now[0] += 10.0
+        bar.update(100)  # printed once only
+        estimate = capsys.readouterr().err.splitlines()
+        bar.update(2600)
+    assert estimate == [
+        "train (cpu): estimated wall time on this machine 5:00 for 3000 steps (10.0 step/s "
+        "over the first 0:30; the ETA in later lines follows the rate)"
+    ]
+
+
+def test_a_resumed_run_s_estimate_counts_only_the_steps_left(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    with Progress(
+        total=3000,
+        desc="train (cpu)",
+        unit="step",
+        interval=3600.0,
+        initial=2000,
+        estimate_after=30.0,
+    ) as bar:
+        now[0] += 40.0
+        bar.update(400)  # 10 step/s: the 1000 steps left take 1:40, not 5:00
+        assert "1:40 for the 1000 steps left (10.0 step/s over the first 0:40" in (
+            capsys.readouterr().err
+        )
+
+
+def test_no_estimate_unless_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    with Progress(total=3000, desc="Inception features", unit="img", interval=3600.0) as bar:
+        now[0] += 60.0
+        bar.update(600)
+    assert "estimated" not in capsys.readouterr().err

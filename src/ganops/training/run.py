@@ -33,6 +33,10 @@ from ganops.training.distributed import Replicas
 from ganops.training.loop import Hooks, LoopState, TrainLogger, fit
 from ganops.training.step import GAN, build_gan
 
+# After this long, one line estimates the whole run's wall time on this machine: past the
+# first steps' warm-up, and early enough to decide whether to wait.
+ESTIMATE_AFTER_S = 30.0
+
 
 @dataclass(frozen=True)
 class TrainData:
@@ -121,7 +125,13 @@ def train(
             where = device.type + (f" x{replicas.world_size}" if replicas.distributed else "")
             start = state.step if state else 0
             bar = stack.enter_context(
-                Progress(total, f"train ({where})", unit="step", initial=start)
+                Progress(
+                    total,
+                    f"train ({where})",
+                    unit="step",
+                    initial=start,
+                    estimate_after=ESTIMATE_AFTER_S,
+                )
             )
             hooks.on_step = lambda postfix: bar.update(1, postfix)
         state = fit(
