@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ganops.config import params_from_dict
@@ -130,6 +131,33 @@ def test_a_registered_version_says_what_it_is(
         "experiment": "described",
         "dvc_exp_name": "brisk-lamb",
     }
+
+
+def test_a_registered_version_carries_its_sample_grid(
+    store: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The run's samples.png travels in the version's own files: downloading the version
+    (``models:/NAME/1``) brings the grid, byte for byte, and the description says where."""
+    import mlflow
+
+    from ganops.images import save_png
+    from ganops.tracking.runs import log_training_outputs
+
+    grid = tmp_path / "samples.png"
+    save_png(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28), grid)
+    params = _params("pictured-gen")
+    generator = build_models(params.model)[0].eval()
+    with mlflow.start_run():
+        log_training_outputs([grid], 1.0, generator=lambda: generator, params=params)
+    assert "warning" not in capfd.readouterr().err
+    version = mlflow.MlflowClient().get_model_version("pictured-gen", "1")
+    assert version.description.endswith("; sample grid: extra_files/samples.png in its files")
+    files = Path(
+        mlflow.artifacts.download_artifacts(
+            "models:/pictured-gen/1", dst_path=str(tmp_path / "download")
+        )
+    )
+    assert (files / "extra_files" / "samples.png").read_bytes() == grid.read_bytes()
 
 
 def test_evaluation_tags_the_runs_versions_with_fid_only(store: str) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganops import outputs
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
 from ganops.errors import GanopsError, Interrupted, TrackingError, UsageError, describe_error
 from ganops.locks import lock_dir
@@ -491,12 +492,15 @@ def log_generator(
     *,
     registered_name: str,
     params: Params | None = None,
+    sample_grid: Path | None = None,
 ) -> None:
     """Log the generator as an MLflow PyTorch model that loads back and generates (a
     conditional one from (z, labels)), and register it as ``registered_name`` with the alias
     ``candidate`` (unless the name is empty); with the training's ``params``, the version is
-    described and tagged (``_describe_version``; a failure there only warns). Raises whatever
-    MLflow raised in logging or registering."""
+    described and tagged (``_describe_version``; a failure there only warns). A
+    ``sample_grid`` PNG travels in the model's own files (``extra_files/``), so every
+    registered version carries the picture of what it generates. Raises whatever MLflow
+    raised in logging or registering."""
     import mlflow.pytorch
 
     model = copy.deepcopy(generator).cpu().eval()  # the caller's module stays where it is
@@ -510,6 +514,7 @@ def log_generator(
         input_example=example,
         signature=signature,
         pip_requirements=requirements,
+        extra_files=[str(sample_grid)] if sample_grid is not None else None,
     )
     if registered_name:
         version = str(mlflow.register_model(info.model_uri, registered_name).version)
@@ -517,13 +522,18 @@ def log_generator(
         if params is not None:
             attempt(
                 f"the description of {registered_name} version {version}",
-                lambda: _describe_version(registered_name, version, params),
+                lambda: _describe_version(
+                    registered_name, version, params, grid=sample_grid is not None
+                ),
             )
 
 
-def _describe_version(registered_name: str, version: str, params: Params) -> None:
+def _describe_version(
+    registered_name: str, version: str, params: Params, *, grid: bool = False
+) -> None:
     """Say on a registered version what it is, so the registry reads without opening its run:
-    a one-line description (dataset, arch, loss, epochs, run name, commit) and the tags
+    a one-line description (dataset, arch, loss, epochs, run name, commit; with ``grid``,
+    where its sample grid is) and the tags
     ``dataset``, ``arch``, ``git_commit``, ``experiment`` and (under DVC) ``dvc_exp_name``."""
     import mlflow
 
@@ -544,6 +554,8 @@ def _describe_version(registered_name: str, version: str, params: Params) -> Non
         f"{params.data.dataset}, {params.model.arch}, loss {params.train.loss}, "
         f"{params.train.epochs} epochs; run {run_name}, commit {commit[:12]}"
     )
+    if grid:
+        description += f"; sample grid: extra_files/{outputs.SAMPLES} in its files"
     client.update_model_version(registered_name, version, description=description)
     for key, value in tags.items():
         client.set_model_version_tag(registered_name, version, key, value)
@@ -703,8 +715,11 @@ def log_training_outputs(
     for path in files:
         attempt(path.name, functools.partial(log_artifact, path))
     name = params.tracking.registered_model
+    grid = next((path for path in files if path.name == outputs.SAMPLES), None)
     try:
-        log_generator(generator(), params.model, registered_name=name, params=params)
+        log_generator(
+            generator(), params.model, registered_name=name, params=params, sample_grid=grid
+        )
     except Exception as error:  # whatever the store, the network or torch.export raised
         _model_not_logged(describe_error(error), registered_name=name)
 
