@@ -459,12 +459,13 @@ def ui(
     Shows the store params tracking.uri names (else $MLFLOW_TRACKING_URI, else the repo's
     mlflow.db): `mlflow ui` with that --backend-store-uri, one worker, and MLflow's own
     deprecation warnings silenced. A tracking server (http:// or https://) has its own UI:
-    its address is printed instead.
+    the address of its runs table there is printed instead.
     """
     from ganops.tracking.runs import (
         announce_ui,
         check_port_free,
         serve_ui,
+        server_runs_table,
         tracking_uri,
         ui_command,
     )
@@ -472,7 +473,8 @@ def ui(
     tracking = _params(params).tracking
     uri = tracking_uri(tracking, Path.cwd())
     if uri.startswith(("http://", "https://")):
-        print(f"the runs are on the tracking server {uri}: open that address in a browser")
+        table = server_runs_table(uri, tracking.experiment)
+        print(f"the runs are on the tracking server {uri}: open {table} in a browser")
         return
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         print(f"note: {uri} does not exist yet (no run logged); `dvc repro` logs the first")

@@ -5,6 +5,7 @@ driver is absent (.ci/run installs both)."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scripts.mlflow_screenshots import (
     browser_paths,
     chromium,
     open_page,
+    page_text,
     run_url,
     screenshots,
     shown_images,
@@ -71,6 +73,36 @@ def test_the_run_page_shows_the_fid_and_the_artifacts_page_the_sample_grid(
         open_page(driver, run_url(mlflow_server, run_id, "artifacts/samples.png"), "samples.png")
         shown = wait_for("the sample grid", lambda: shown_images(driver))
         assert _png_size(run / "outputs/train/samples.png") in shown  # the grid, fully loaded
+
+
+def test_what_ganops_ui_prints_opens_the_runs_table_on_the_fid_column(
+    run: Path, mlflow_server: str
+) -> None:
+    """The address ``ganops ui`` prints for the project's tracking server opens the
+    experiment's runs table with the FID as a column in view, sorted lowest first."""
+    from selenium.webdriver.common.by import By
+
+    done = run_ganops("ui", cwd=run, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"open (\S+) in a browser", done.stdout)
+    assert found is not None, done.stdout
+    address = found.group(1)
+    assert address.startswith(f"{mlflow_server}/#/experiments/")
+    assert address.endswith("/runs?viewStateShareKey=ganops-quality")
+    metrics = api(mlflow_server, "runs/get", run_id=_run_id(run))["run"]["data"]["metrics"]
+    fid = next(m["value"] for m in metrics if m["key"] == "fid_64")
+    with chromium() as driver:
+        open_page(driver, address, "fid_64")
+        wait_for("the FID value", lambda: str(fid) in page_text(driver))
+        headers = [
+            cell
+            for cell in driver.find_elements(By.CSS_SELECTOR, "[role='columnheader']")
+            if cell.text.strip().startswith("fid_64") and cell.is_displayed()
+        ]
+        assert headers, "no fid_64 column header in view"
+        width = driver.execute_script("return window.innerWidth")
+        assert headers[0].location["x"] < width / 2  # beside the run names, not off to the right
+        assert "Sort: fid_64" in page_text(driver)
 
 
 def test_the_screenshot_script_writes_each_page(

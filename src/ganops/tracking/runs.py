@@ -31,6 +31,7 @@ from ganops import outputs
 from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
 from ganops.errors import GanopsError, Interrupted, TrackingError, UsageError, describe_error
 from ganops.locks import lock_dir
+from ganops.tracking import quality_view
 
 # MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
 # caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
@@ -695,6 +696,10 @@ def log_to_run(
             f"FID on the model versions of run {run_ref['run_id']}",
             lambda: _tag_run_versions(client, run_ref["run_id"], fids),
         )
+        attempt(
+            "the runs table's quality view",
+            lambda: quality_view.publish(client, run_ref["run_id"], metrics),
+        )
 
 
 def _tag_run_versions(client: Any, run_id: str, values: dict[str, float]) -> None:
@@ -873,14 +878,29 @@ def wait_until_answers(url: str, *, timeout: float, interval: float = 0.5) -> bo
 def runs_table_url(base: str, uri: str, experiment: str) -> str | None:
     """The MLflow UI page of ``experiment``'s runs table on the server at ``base``, or None
     when the store at ``uri`` has no such experiment (no run logged yet). The route is
-    MLflow 3's ``experimentPageTabRuns`` (/experiments/:experimentId/runs, hash router)."""
+    MLflow 3's ``experimentPageTabRuns`` (/experiments/:experimentId/runs, hash router),
+    opened on the quality view once an evaluation has set it (``quality_view``)."""
     import mlflow
 
     try:
         found = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
     except Exception:  # an unreadable store: the UI still shows its root page
         return None
-    return None if found is None else f"{base}/#/experiments/{found.experiment_id}/runs"
+    if found is None:
+        return None
+    view = quality_view.query(found.tags)
+    return f"{base}/#/experiments/{found.experiment_id}/runs{view}"
+
+
+def server_runs_table(uri: str, experiment: str) -> str:
+    """The runs table of ``experiment`` on the tracking server at ``uri`` (which serves its
+    own UI), or the server's address when it does not answer or has no such experiment."""
+    try:
+        check_reachable(uri)
+    except TrackingError:
+        return uri
+    _quick_http()
+    return runs_table_url(uri.rstrip("/"), uri, experiment) or uri
 
 
 def announce_ui(
