@@ -77,7 +77,8 @@ def test_grid_and_single_images_are_written(tmp_path: Path) -> None:
     )
     assert images.shape == (10, 1, 28, 28)
     grid = Image.open(tmp_path / "grid.png")
-    assert grid.size == (4 * 30 + 2, 3 * 30 + 2)  # ceil(sqrt(10)) = 4 columns, 2 px padding
+    # ceil(sqrt(10)) = 4 columns, 2 px padding, drawn at twice the pixels
+    assert grid.size == (2 * (4 * 30 + 2), 2 * (3 * 30 + 2))
     singles = sorted((tmp_path / "each").iterdir())
     assert len(singles) == 10 and Image.open(singles[0]).size == (28, 28)
 
@@ -123,3 +124,14 @@ def test_sample_options_out_of_range_are_one_usage_error(
             device_name="cpu",
         )
     assert not (tmp_path / "s.png").exists()
+
+
+def test_a_scaled_grid_repeats_each_pixel_in_a_block_and_changes_none() -> None:
+    from ganops.images import grid_array
+
+    images = torch.rand(5, 1, 28, 28) * 2 - 1
+    plain, scaled = grid_array(images), grid_array(images, scale=3)
+    assert scaled.shape == (3 * plain.shape[0], 3 * plain.shape[1], 3)
+    for dy in range(3):
+        for dx in range(3):
+            assert (scaled[dy::3, dx::3] == plain).all()

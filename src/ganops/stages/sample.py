@@ -11,7 +11,7 @@ from torch import Tensor
 from ganops.checkpoints import load_generator
 from ganops.errors import CheckpointError, UsageError
 from ganops.files import check_output_file
-from ganops.images import grid_array, save_png
+from ganops.images import VIEW_SCALE, grid_array, save_png
 from ganops.models import NUM_CLASSES
 from ganops.models.sampling import NonFiniteSamples, sample_images
 from ganops.stages.common import resolve_device
@@ -122,7 +122,7 @@ def run(
             "written. Train again, e.g. with a lower train.lr_g/train.lr_d"
         ) from None
     nrow = num if interpolate_to is not None else None  # a walk reads as one row
-    save_png(grid_array(images, nrow=nrow), out)
+    save_png(grid_array(images, nrow=nrow, scale=VIEW_SCALE), out)
     if images_dir is not None:
         for i, image in enumerate(images):
             save_png(grid_array(image[None], nrow=1), images_dir / f"sample_{i:04d}.png")

@@ -14,7 +14,7 @@ import torch
 
 from ganops.config import Params
 from ganops.errors import TrackingError
-from ganops.images import grid_array
+from ganops.images import VIEW_SCALE, grid_array
 from ganops.tracking.outbox import Item, Outbox
 from ganops.tracking.runs import training_run, warn
 from ganops.training.loop import NullLogger, TrainLogger
@@ -51,7 +51,7 @@ class MlflowLogger:
         self._outbox.put(Item(f"metrics at step {step}", payload, batchable=True))
 
     def log_samples(self, images: torch.Tensor, epoch: int) -> None:
-        payload = ("image", grid_array(images), epoch, _now_ms())
+        payload = ("image", grid_array(images, scale=VIEW_SCALE), epoch, _now_ms())
         self._outbox.put(Item(f"sample grid of epoch {epoch}", payload))
 
     def close(self, timeout: float = 30.0) -> None:

@@ -29,7 +29,7 @@ from ganops.checkpoints import (
 )
 from ganops.config import Params
 from ganops.files import remove_stale_temps, write_csv
-from ganops.images import grid_array, save_png
+from ganops.images import VIEW_SCALE, grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
 from ganops.models.sampling import sample_images
 from ganops.plots import training_curves_png
@@ -189,7 +189,7 @@ def write_outputs(
     training_curves_png(result.state.history, result.state.quality, path=out_dir / outputs.CURVES)
     z, labels = fixed_inputs(params, next(sampler.parameters()).device)
     grid = sample_images(sampler, z, labels=labels)
-    save_png(grid_array(grid), out_dir / outputs.SAMPLES)
+    save_png(grid_array(grid, scale=VIEW_SCALE), out_dir / outputs.SAMPLES)
     if run_ref:
         names = (outputs.LOSSES, outputs.QUALITY, outputs.SAMPLES, outputs.CURVES)
         # The generator file too: `ganops sample --model models:/NAME@champion` loads it.
