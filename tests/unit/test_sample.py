@@ -95,7 +95,7 @@ def test_a_walk_is_one_row(tmp_path: Path) -> None:
         images_dir=None,
         device_name="cpu",
     )
-    assert Image.open(tmp_path / "walk.png").size == (7 * 30 + 2, 32)
+    assert Image.open(tmp_path / "walk.png").size == (2 * (7 * 30 + 2), 2 * 32)  # twice the pixels
 
 
 @pytest.mark.parametrize(
