@@ -243,6 +243,21 @@ class TrainConfig:
         "Ramp the EMA decay up as min(ema_decay, (1 + n) / (10 + n)) over its n updates, so the "
         "average forgets the random initial weights quickly.",
     )
+    ema_kimg: float = _spec(
+        0.0,
+        "EMA half-life in thousands of images seen, as StyleGAN2-ADA's ema_kimg (its rule: "
+        "10 per 32 images a batch); > 0 replaces ema_decay, which must then be 0. At batch 64 "
+        "a decay of 0.999 is a half-life of 44.3k images.",
+        ge=0.0,
+        le=1e6,
+    )
+    ema_rampup: float = _spec(
+        0.0,
+        "With ema_kimg: the half-life is at most this fraction of the images seen so far "
+        "(StyleGAN2-ADA: 0.05), so early weights are forgotten fast; 0 = no ramp.",
+        ge=0.0,
+        le=1.0,
+    )
     r1_gamma: float = _spec(
         0.0,
         "R1 penalty weight: D's loss gains gamma / 2 * E||grad_x D(x)||^2 on real images "
@@ -609,6 +624,20 @@ def _check_together(params: Params) -> None:
             "train.batch_size",
             train.batch_size,
             f"at least 2 with model.arch {model.arch!r} (its BatchNorm needs 2 images a batch)",
+        )
+    if train.ema_kimg > 0 and train.ema_decay > 0:
+        raise ConfigError(
+            "train.ema_decay",
+            train.ema_decay,
+            f"0 with train.ema_kimg {train.ema_kimg:g} (the half-life in images replaces the "
+            "decay; set train.ema_decay=0, or train.ema_kimg=0 to keep the decay)",
+        )
+    if train.ema_rampup > 0 and train.ema_kimg == 0:
+        raise ConfigError(
+            "train.ema_rampup",
+            train.ema_rampup,
+            "0 without train.ema_kimg (the ramp shortens the half-life in images; set "
+            "train.ema_kimg, e.g. 20, and train.ema_decay=0)",
         )
     if train.sigmoid_before_bce and train.loss not in BCE_LOSSES:
         raise ConfigError(

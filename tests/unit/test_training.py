@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ganops.config import LOSSES, ModelConfig, TrainConfig
+from ganops.config import LOSSES, ModelConfig, TrainConfig, params_from_dict
 from ganops.errors import GanopsError, Interrupted
 from ganops.models import build_models
 from ganops.training.loop import Hooks, LoopState, NullLogger, fit
@@ -344,6 +344,56 @@ def test_ema_warmup_reads_a_tensor_count_on_its_device(n: int) -> None:
     decay = min(0.999, (1 + n) / (10 + n))
     torch.testing.assert_close(on_device[0], on_host[0])
     assert on_host[0][0].item() == pytest.approx(decay * 2.0 + (1 - decay) * 7.0, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("n", "rampup", "warmup", "half_life_images"),
+    [
+        (0, 0.0, False, 20000.0),  # no ramp: the half-life from the first update
+        (999, 0.0, False, 20000.0),
+        (9, 0.05, False, 10 * 64 * 0.05),  # ramped: 5% of the 640 images seen
+        (20000, 0.05, False, 20000.0),  # past the ramp (5% of 1.28M > 20k)
+        (9, 0.05, True, None),  # the TF warm-up caps the ramped decay early on
+    ],
+)
+def test_ema_in_images_has_the_half_life_stylegan2_ada_gives(
+    n: int, rampup: float, warmup: bool, half_life_images: float | None
+) -> None:
+    """After the decay's half-life in images, the old average keeps half its weight:
+    decay = 0.5 ** (64 / h) per update of 64 images; host count and tensor count agree."""
+    from ganops.training.step import ema_in_images
+
+    average = ema_in_images(half_life=20000.0, rampup=rampup, images_per_update=64, warmup=warmup)
+    ema, current = [torch.full((3,), 2.0)], [torch.full((3,), 7.0)]
+    average(ema, current, torch.tensor(n))
+    if half_life_images is None:
+        decay = min(0.5 ** (64 / (10 * 64 * 0.05)), (1 + n) / (10 + n))
+    else:
+        decay = 0.5 ** (64 / half_life_images)
+    assert ema[0][0].item() == pytest.approx(decay * 2.0 + (1 - decay) * 7.0, rel=1e-5)
+    on_host = [torch.full((3,), 2.0)]
+    average(on_host, current, n)
+    torch.testing.assert_close(on_host[0], ema[0])
+
+
+def test_train_ema_kimg_builds_that_ema_and_clashes_with_a_decay() -> None:
+    from ganops.errors import ConfigError
+
+    cfg = TrainConfig(ema_decay=0.0, ema_kimg=20.0, ema_rampup=0.05, ema_warmup=False)
+    generator, discriminator = build_models(MODEL)
+    gan = build_gan(generator, discriminator, cfg=cfg, device=torch.device("cpu"))
+    assert gan.ema is not None
+    weight, averaged = next(gan.generator.parameters()), next(gan.ema.module.parameters())
+    for value in (1.0, 3.0):
+        with torch.no_grad():
+            weight.fill_(value)
+        gan.ema.update_parameters(gan.generator)
+    decay = 0.5 ** (cfg.batch_size / (2 * cfg.batch_size * 0.05))  # n = 1: 2 updates seen
+    assert averaged.flatten()[0].item() == pytest.approx(decay * 1.0 + (1 - decay) * 3.0)
+    with pytest.raises(ConfigError, match=r"train.ema_decay.*set train.ema_decay=0"):
+        params_from_dict({"train": {"ema_decay": 0.999, "ema_kimg": 20}})
+    with pytest.raises(ConfigError, match=r"train.ema_rampup.*without train.ema_kimg"):
+        params_from_dict({"train": {"ema_decay": 0.999, "ema_rampup": 0.05}})
 
 
 @pytest.mark.parametrize(

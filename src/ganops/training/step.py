@@ -86,7 +86,15 @@ def build_gan(
 ) -> GAN:
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = None
-    if cfg.ema_decay > 0:
+    if cfg.ema_kimg > 0:
+        average = ema_in_images(
+            half_life=cfg.ema_kimg * 1000,
+            rampup=cfg.ema_rampup,
+            images_per_update=cfg.batch_size * cfg.d_steps,  # real images D saw per G step
+            warmup=cfg.ema_warmup,
+        )
+        ema = AveragedModel(generator, multi_avg_fn=average, use_buffers=True)
+    elif cfg.ema_decay > 0:
         average = (ema_with_warmup if cfg.ema_warmup else get_ema_multi_avg_fn)(cfg.ema_decay)
         ema = AveragedModel(generator, multi_avg_fn=average, use_buffers=True)
     return GAN(
@@ -122,6 +130,37 @@ def ema_with_warmup(decay: float) -> Callable[[TensorList, TensorList, Tensor | 
             return
         n_dev = num_averaged.to(ema[0].device, torch.float32)
         weight = 1 - torch.clamp((1 + n_dev) / (10 + n_dev), max=decay)
+        step = torch._foreach_sub(list(current), list(ema))  # ema += weight * (current - ema)
+        torch._foreach_mul_(step, weight)
+        torch._foreach_add_(ema, step)
+
+    return average
+
+
+def ema_in_images(
+    *, half_life: float, rampup: float, images_per_update: int, warmup: bool
+) -> Callable[[TensorList, TensorList, Tensor | int], None]:
+    """An ``AveragedModel`` multi_avg_fn with StyleGAN2-ADA's EMA: after ``n`` earlier
+    updates (one per generator step, ``images_per_update`` real images each) the decay is
+    0.5 ** (images_per_update / h), h = ``half_life`` images, or with ``rampup`` at most
+    ``rampup`` times the (n + 1) * images_per_update images seen so far; with ``warmup`` it is
+    also capped by (1 + n) / (10 + n), as ``ema_with_warmup``. A tensor ``n`` stays on its
+    device (CUDA graphs replay the ramp)."""
+
+    def decay(n: Tensor) -> Tensor:  # n: float32, on the weights' device
+        images = torch.full_like(n, half_life)
+        if rampup > 0:
+            images = torch.minimum(images, (n + 1) * (images_per_update * rampup))
+        value = torch.exp2(-images_per_update / images)
+        return torch.minimum(value, (1 + n) / (10 + n)) if warmup else value
+
+    @torch.no_grad()
+    def average(ema: TensorList, current: TensorList, num_averaged: Tensor | int) -> None:
+        if not ema[0].is_floating_point():  # BatchNorm's step counters: take the latest
+            torch._foreach_copy_(ema, current)
+            return
+        n = torch.as_tensor(num_averaged, dtype=torch.float32).to(ema[0].device)
+        weight = 1 - decay(n)
         step = torch._foreach_sub(list(current), list(ema))  # ema += weight * (current - ema)
         torch._foreach_mul_(step, weight)
         torch._foreach_add_(ema, step)
