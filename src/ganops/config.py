@@ -264,9 +264,16 @@ class TrainConfig:
         "(Mescheder et al. 2018; 0 = off).",
         ge=0.0,
     )
+    r2_gamma: float = _spec(
+        0.0,
+        "R2 penalty weight: the same zero-centred penalty on generated images, gamma / 2 * "
+        "E||grad D(G(z))||^2 (R3GAN pairs it with R1, which alone can diverge; 0 = off).",
+        ge=0.0,
+    )
     r1_every: int = _spec(
         1,
-        "Apply R1 every N discriminator steps, scaled by N (StyleGAN2's lazy regularisation).",
+        "Apply R1 and R2 every N discriminator steps, scaled by N (StyleGAN2's lazy "
+        "regularisation).",
         ge=1,
         le=MAX_STEPS,
     )

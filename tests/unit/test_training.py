@@ -443,6 +443,41 @@ def test_lazy_r1_adds_its_scaled_penalty_on_every_nth_d_step(images: torch.Tenso
     assert penalties == pytest.approx([3.0 * r1.item(), 0.0, 3.0 * r1.item()], rel=1e-4, abs=1e-6)
 
 
+def test_lazy_r2_adds_the_same_penalty_on_the_generated_images(images: torch.Tensor) -> None:
+    """As the R1 test above, with R2 taken at the fake batch: gamma 3 every 2 steps adds
+    3 / 2 * 2 * R2 on steps 1 and 3, and R1 + R2 together add both."""
+    from ganops.training.step import discriminator_step
+
+    model = ModelConfig(arch="mlp", latent_dim=8, g_hidden=(32,), d_hidden=(1,), d_dropout=0.0)
+    real, fake = images[:8], images[8:16]
+    losses = {}
+    for r1, r2 in ((0.0, 0.0), (0.0, 3.0), (3.0, 3.0)):
+        torch.manual_seed(0)
+        cfg = TrainConfig(r1_gamma=r1, r2_gamma=r2, r1_every=2, lr_d=1e-12, precision="fp32")
+        gan = build_gan(*build_models(model), cfg=cfg, device=torch.device("cpu"))
+        losses[r1, r2] = [
+            discriminator_step(gan, real, fake=fake, cfg=cfg)[0].item() for _ in range(3)
+        ]
+    assert not fake.requires_grad  # the caller's tensor is left as it was
+    first, last = (m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Linear))
+
+    def penalty(batch: torch.Tensor) -> float:
+        slope = torch.where(first(batch.flatten(1)).squeeze(1) > 0, 1.0, 0.2)
+        return float(((last.weight * slope) ** 2).mean() * first.weight.square().sum())
+
+    base = losses[0.0, 0.0]
+    r2_only = [b - a for a, b in zip(base, losses[0.0, 3.0], strict=True)]
+    both = [b - a for a, b in zip(base, losses[3.0, 3.0], strict=True)]
+    r1_value, r2_value = 3.0 * penalty(real), 3.0 * penalty(fake)
+    assert r2_only == pytest.approx([r2_value, 0.0, r2_value], rel=1e-4, abs=1e-6)
+    assert both == pytest.approx(
+        [r1_value + r2_value, 0.0, r1_value + r2_value], rel=1e-4, abs=1e-6
+    )
+    from ganops.training.cuda_graphs import eager_only_reason
+
+    assert "R1/R2" in str(eager_only_reason(TrainConfig(r2_gamma=1.0, r1_every=4)))
+
+
 def test_lazy_r1_and_schedules_train_eagerly() -> None:
     from ganops.training.cuda_graphs import eager_only_reason
 

@@ -52,8 +52,8 @@ def eager_only_reason(cfg: TrainConfig) -> str | None:
         return f"train.lr_schedule is {cfg.lr_schedule!r} (the learning rate changes every step)"
     if cfg.lr_decay > 0:
         return "train.lr_decay is on (the learning rate changes every step)"
-    if cfg.r1_gamma > 0 and cfg.r1_every > 1:
-        return f"train.r1_every is {cfg.r1_every} (lazy R1 runs on some steps only)"
+    if (cfg.r1_gamma > 0 or cfg.r2_gamma > 0) and cfg.r1_every > 1:
+        return f"train.r1_every is {cfg.r1_every} (lazy R1/R2 runs on some steps only)"
     return None
 
 

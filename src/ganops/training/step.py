@@ -236,9 +236,12 @@ def discriminator_step(
     fake = fake.detach()  # D's update must not reach into G's graph
     discriminator = gan.train_modules[1]
     policy = parse_policy(cfg.diffaugment)
-    r1_due = cfg.r1_gamma > 0 and gan.d_updates % cfg.r1_every == 0
+    lazy_due = gan.d_updates % cfg.r1_every == 0
+    r1_due, r2_due = cfg.r1_gamma > 0 and lazy_due, cfg.r2_gamma > 0 and lazy_due
     if r1_due:  # the penalty differentiates D(x) with respect to the real images x
         real = real.detach().requires_grad_(True)
+    if r2_due:  # and R2 D(G(z)) with respect to the generated ones (G is not reached)
+        fake = fake.requires_grad_(True)
     with forward_precision(gan, real.device):
         if gan.d_rows_independent:  # one forward (and backward) pass instead of two
             both = None if labels is None else torch.cat([labels, labels])
@@ -253,6 +256,9 @@ def discriminator_step(
     if r1_due:  # lazy: every r1_every-th step, scaled by the interval (StyleGAN2)
         weight = cfg.r1_gamma / 2 * cfg.r1_every
         loss = loss + weight * r1_penalty(real_logits, real)
+    if r2_due:  # R2 is R1's penalty taken on the generated images (R3GAN)
+        weight = cfg.r2_gamma / 2 * cfg.r1_every
+        loss = loss + weight * r1_penalty(fake_logits, fake)
     gan.d_updates += 1
     if cfg.loss == "wgan_gp" and cfg.gp_weight > 0:
 
