@@ -11,7 +11,15 @@ from typing import Any
 
 from torch import nn
 
-from ganops.config import ARCHS, ModelConfig, Params, TrainConfig, params_from_dict
+from ganops.config import (
+    ARCHS,
+    ROLE_OPERATIONAL,
+    ModelConfig,
+    Params,
+    TrainConfig,
+    keys_with_role,
+    params_from_dict,
+)
 from ganops.errors import CheckpointError, ConfigError
 from ganops.files import save_torch
 from ganops.models import build_models
@@ -69,9 +77,8 @@ def save_generator(generator: nn.Module, params: Params, *, path: Path) -> None:
 
 
 # Train keys that do not change the trajectory: a run may resume with them changed.
-RESUME_FREE_KEYS = frozenset(
-    {"device", "log_every", "grid_size", "checkpoint_every", "snapshots", "cuda_graph"}
-)
+# train.* keys a run may resume across: those the schema marks operational (config.py).
+RESUME_FREE_KEYS = keys_with_role(TrainConfig, ROLE_OPERATIONAL)
 
 
 def training_shape(params: Params, data_id: str) -> dict[str, Any]:

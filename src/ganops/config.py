@@ -20,6 +20,9 @@ import yaml
 
 from ganops.errors import ConfigError
 
+ROLE_OPERATIONAL, ROLE_PER_RUN = "operational", "per_run"
+ROLES = ("", ROLE_OPERATIONAL, ROLE_PER_RUN)
+
 
 def _spec(
     default: Any,
@@ -31,11 +34,17 @@ def _spec(
     le: float | None = None,
     lt: float | None = None,
     max_items: int | None = None,
+    role: str = "",
 ) -> Any:
     """A dataclass field with its description and allowed range attached (for a list: the
-    range of each item, and ``max_items``)."""
+    range of each item, and ``max_items``), and its ``role`` where it is not an ordinary
+    training choice: ``ROLE_OPERATIONAL`` (how a run goes, not what it trains: a run
+    resumes across a change, a recipe leaves it to params.yaml) or ``ROLE_PER_RUN``
+    (changes the weights but is each run's pick, as the seed: a recipe leaves it too)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: one of {ROLES}")
     meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
-    meta["max_items"] = max_items
+    meta["max_items"], meta["role"] = max_items, role
     if isinstance(default, list | dict):
         raise TypeError("use tuples for sequence defaults so configs stay immutable")
     return field(default=default, metadata=meta)
@@ -178,9 +187,14 @@ BCE_LOSSES = ("minimax", "non_saturating", "feature_matching")  # D is a logisti
 @dataclass(frozen=True)
 class TrainConfig:
     device: str = _spec(
-        "auto", "'auto' uses CUDA when available, else the CPU.", choices=("auto", "cpu", "cuda")
+        "auto",
+        "'auto' uses CUDA when available, else the CPU.",
+        choices=("auto", "cpu", "cuda"),
+        role=ROLE_OPERATIONAL,
     )
-    seed: int = _spec(42, "Seed for weights, noise and batch order.", ge=0, le=MAX_SEED)
+    seed: int = _spec(
+        42, "Seed for weights, noise and batch order.", ge=0, le=MAX_SEED, role=ROLE_PER_RUN
+    )
     epochs: int = _spec(30, "Passes over the training set.", ge=1, le=MAX_EPOCHS)
     batch_size: int = _spec(128, "Real images per discriminator step.", ge=1, le=MAX_BATCH)
     batch_sampling: str = _spec(
@@ -290,22 +304,32 @@ class TrainConfig:
         choices=("constant", "linear", "cosine"),
     )
     log_every: int = _spec(
-        50, "Generator steps between loss readings (one host sync each).", ge=1, le=MAX_STEPS
+        50,
+        "Generator steps between loss readings (one host sync each).",
+        ge=1,
+        le=MAX_STEPS,
+        role=ROLE_OPERATIONAL,
     )
     grid_size: int = _spec(
-        64, "Images in the fixed-noise sample grid logged every epoch.", ge=1, le=1024
+        64,
+        "Images in the fixed-noise sample grid logged every epoch.",
+        ge=1,
+        le=1024,
+        role=ROLE_OPERATIONAL,
     )
     checkpoint_every: int = _spec(
         1000,
         "Steps between checkpoints (also written at the end and on SIGINT/SIGTERM).",
         ge=0,
         le=MAX_STEPS,
+        role=ROLE_OPERATIONAL,
     )
     snapshots: bool = _spec(
         False,
         "Keep the generator of every checkpoint (the EMA one when enabled) in "
         "models/snapshots/, listed with its step, epoch and training seconds in "
         "snapshots.csv: quality against training time (docs/results.md).",
+        role=ROLE_OPERATIONAL,
     )
     precision: str = _spec(
         "auto",
@@ -320,6 +344,7 @@ class TrainConfig:
         "Replay each training iteration as one CUDA graph (far less launch overhead): 'auto' "
         "on a single CUDA device, 'on' (an error where impossible), or 'off' (eager).",
         choices=("auto", "on", "off"),
+        role=ROLE_OPERATIONAL,
     )
 
 
@@ -789,6 +814,13 @@ def _allowed(meta: types.MappingProxyType[str, Any]) -> str:
     if meta["max_items"] is not None:
         return f"each {', '.join(shown)}; at most {meta['max_items']} items"
     return ", ".join(shown)
+
+
+def keys_with_role(cls: type, *roles: str) -> frozenset[str]:
+    """The field names of the config class ``cls`` whose schema role is one of ``roles``."""
+    return frozenset(
+        spec.name for spec in dataclasses.fields(cls) if spec.metadata["role"] in roles
+    )
 
 
 def params_reference() -> list[dict[str, str]]:

@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ganops.config import (
+    ROLE_OPERATIONAL,
+    ROLE_PER_RUN,
     SECTIONS,
     Params,
+    TrainConfig,
+    keys_with_role,
     params_from_dict,
     read_params_yaml,
     to_flat_dict,
@@ -34,16 +38,10 @@ from ganops.dvc_overrides import (
 from ganops.errors import ConfigError, UsageError
 
 # Where and how a run happens, not what it computes: a recipe leaves them to params.yaml.
+# What a recipe leaves to params.yaml: train.* keys the schema marks operational or per-run
+# (the seed), config.py's roles.
 OPERATIONAL_KEYS = frozenset(
-    {
-        "train.device",
-        "train.seed",
-        "train.log_every",
-        "train.grid_size",
-        "train.checkpoint_every",
-        "train.snapshots",
-        "train.cuda_graph",
-    }
+    f"train.{key}" for key in keys_with_role(TrainConfig, ROLE_OPERATIONAL, ROLE_PER_RUN)
 )
 RECIPE_SECTIONS = ("model", "train")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # a file stem and a `dvc exp run -n` name

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from ganops.config import SECTIONS, Params, load_params, params_from_dict, to_flat_dict
+from ganops.config import (
+    SECTIONS,
+    Params,
+    TrainConfig,
+    load_params,
+    params_from_dict,
+    to_flat_dict,
+)
 from ganops.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,3 +332,25 @@ def test_yaml_keys_that_are_not_names_are_one_error_naming_the_line(
 def test_non_string_keys_of_a_parsed_mapping_are_one_error(raw: Any, where: str) -> None:
     with pytest.raises(ConfigError, match=rf"non-string key for {where}: "):
         params_from_dict(raw)
+
+
+def test_the_schema_s_roles_are_what_resume_and_recipes_leave_out() -> None:
+    """One fact, one place: a train.* key the schema marks operational may change across a
+    resume (it is not in the checkpoint's identity) and a recipe leaves it, as it does the
+    per-run seed; every other key is part of both."""
+    from ganops.checkpoints import training_shape
+    from ganops.config import ROLE_OPERATIONAL, ROLE_PER_RUN, _spec
+    from ganops.recipes import OPERATIONAL_KEYS
+
+    identity = training_shape(Params(), "data")["train"]
+    for spec in dataclasses.fields(TrainConfig):
+        role = spec.metadata["role"]
+        assert (spec.name not in identity) == (role == ROLE_OPERATIONAL), spec.name
+        assert (f"train.{spec.name}" in OPERATIONAL_KEYS) == (
+            role in (ROLE_OPERATIONAL, ROLE_PER_RUN)
+        ), spec.name
+    assert {"device", "snapshots"} <= {s.name for s in dataclasses.fields(TrainConfig)} - set(
+        identity
+    )
+    with pytest.raises(ValueError, match="role 'sometimes'"):
+        _spec(1, "a key", role="sometimes")
