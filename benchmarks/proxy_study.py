@@ -46,7 +46,7 @@ from ganops.metrics.kid import kid_from_features
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
 from ganops.models.sampling import generated_batches
-from ganops.training.run_files import snapshot_rows
+from ganops.stages.train_files import snapshot_rows
 
 HEADLINE = "fid_10k"
 CHEAP = ("fcd_1k", "fcd_2k", "fid_2k", "kid_2k")

@@ -145,7 +145,7 @@ def test_a_generator_with_nan_weights_is_refused(tmp_path: Path) -> None:
 def test_a_resumed_run_s_earlier_time_is_taken_only_as_a_finite_count_of_seconds(
     stored: object, expected: float
 ) -> None:
-    from ganops.training.run_files import earlier_seconds
+    from ganops.stages.train_files import earlier_seconds
 
     assert earlier_seconds(None) == 0.0  # a new run
     assert earlier_seconds({"loop": {}, "seconds": stored}) == expected

@@ -1,4 +1,4 @@
-"""The interrupted run's checkpoint kept outside models/ (ganops.training.kept_checkpoint)."""
+"""The interrupted run's checkpoint kept outside models/ (ganops.kept_checkpoint)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ganops import outputs
+from ganops import kept_checkpoint, outputs
 from ganops.checkpoints import save_checkpoint
 from ganops.config import Params, params_from_dict
 from ganops.stages.train import _resume
-from ganops.training import kept_checkpoint
 
 PARAMS = params_from_dict({})
 

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
             "plots",
             "data",
             "checkpoints",
+            "kept_checkpoint",
             "untrusted_state",
             "classifier",
             "run_reference",
@@ -53,15 +54,7 @@ CLIMBING = {
     ("metrics/inception.py", "files"),
     ("metrics/inception.py", "untrusted_state"),
     ("metrics/suite.py", "classifier"),
-    ("training/kept_checkpoint.py", "checkpoints"),
-    ("training/kept_checkpoint.py", "files"),
     ("training/run.py", "data"),
-    ("training/run_files.py", "checkpoints"),
-    ("training/run_files.py", "files"),
-    ("training/run_files.py", "images"),
-    ("training/run_files.py", "plots"),
-    ("training/run_files.py", "run_reference"),
-    ("training/run_files.py", "tracking"),
 }
 
 

@@ -4,7 +4,7 @@ MLflow, a progress bar and the stage's files around it.
 Checkpoints (atomic) every ``train.checkpoint_every`` steps, at the end, and on SIGINT or
 SIGTERM; an interrupted run is resumed by running the stage again with the same config, also
 under ``dvc exp run``, which restores ``models/`` from dvc.lock first: the interrupted run's
-checkpoint is kept outside it too (``ganops.training.kept_checkpoint``).
+checkpoint is kept outside it too (``ganops.kept_checkpoint``).
 """
 
 from __future__ import annotations
@@ -16,24 +16,24 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from ganops import outputs
+from ganops import kept_checkpoint, outputs
 from ganops.config import Params
 from ganops.devices import resumed_precision_warning
 from ganops.errors import Interrupted
 from ganops.files import ensure_writable
 from ganops.stages.common import resolve_device, resolved_precision
-from ganops.tracking.logger import training_logger
-from ganops.training import distributed, kept_checkpoint
-from ganops.training.cuda_graphs import use_cuda_graph
-from ganops.training.loop import Hooks, LoopState
-from ganops.training.run import TrainData, new_gan, stop_on_signals, train, trained_precision
-from ganops.training.run_files import (
+from ganops.stages.train_files import (
     best_keeping_scorer,
     checkpoint_writer,
     earlier_seconds,
     resume_or_start,
     write_outputs,
 )
+from ganops.tracking.logger import training_logger
+from ganops.training import distributed
+from ganops.training.cuda_graphs import use_cuda_graph
+from ganops.training.loop import Hooks, LoopState
+from ganops.training.run import TrainData, new_gan, stop_on_signals, train, trained_precision
 
 
 def run(
