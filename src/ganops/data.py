@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ import torch
 from ganops import outputs
 from ganops.errors import DataError, output_error
 from ganops.files import file_sha256, read_json, replace_files, write_json
+
+if TYPE_CHECKING:
+    from ganops.training.run import TrainData
 
 SPLITS = ("train", "test")
 
@@ -435,3 +438,13 @@ def _check_prepared_digest(path: Path) -> None:
             f"{path} changed since `ganops prepare` wrote it (its SHA-256 differs from "
             f"{meta_path}'s); run `ganops prepare` (or `dvc repro`) again"
         )
+
+
+def load_training_set(data_dir: Path) -> TrainData:
+    """``ganops prepare``'s training split, verified against its ``meta.json``, as the
+    training library takes it."""
+    from ganops.training.run import TrainData
+
+    images, labels = load_prepared(data_dir / outputs.TRAIN_IMAGES)
+    meta = read_meta(data_dir)
+    return TrainData(images, labels, meta["dataset"], meta["dataset_sha256"])

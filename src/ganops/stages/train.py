@@ -18,6 +18,7 @@ from typing import Any
 
 from ganops import kept_checkpoint, outputs
 from ganops.config import Params
+from ganops.data import load_training_set
 from ganops.devices import resumed_precision_warning
 from ganops.errors import Interrupted
 from ganops.files import ensure_writable
@@ -33,7 +34,7 @@ from ganops.tracking.logger import training_logger
 from ganops.training import distributed
 from ganops.training.cuda_graphs import use_cuda_graph
 from ganops.training.loop import Hooks, LoopState
-from ganops.training.run import TrainData, new_gan, stop_on_signals, train, trained_precision
+from ganops.training.run import new_gan, stop_on_signals, train, trained_precision
 
 
 def run(
@@ -62,7 +63,7 @@ def run(
     precision, why = resolved_precision(
         "train.precision", params.train.precision, device=device, show=main
     )
-    data = TrainData.load(data_dir)
+    data = load_training_set(data_dir)
     slot = kept_checkpoint.slot_for(resume_dir, params, data_id=data.data_id, models_dir=models_dir)
     resume = _resume(
         params,

@@ -4,9 +4,10 @@ What the ``train`` stage adds around it (checkpoint files, MLflow, signals, the 
 writes) arrives through ``Hooks``; a notebook can call it without any of that::
 
     from ganops.config import load_params
-    from ganops.training.run import TrainData, train
+    from ganops.data import load_training_set
+    from ganops.training.run import train
 
-    result = train(load_params(Path("params.yaml")), TrainData.load(Path("data/prepared")))
+    result = train(load_params(Path("params.yaml")), load_training_set(Path("data/prepared")))
     images = result.gan.sampler(torch.randn(16, 100))
 """
 
@@ -17,16 +18,13 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ganops.config import Params
-from ganops.data import load_prepared, read_meta
 from ganops.models import NUM_CLASSES, build_models
-from ganops.outputs import TRAIN_IMAGES
 from ganops.progress import Progress
 from ganops.training import distributed
 from ganops.training.distributed import Replicas
@@ -47,13 +45,6 @@ class TrainData:
     labels: Tensor
     dataset: str
     dataset_sha256: str
-
-    @classmethod
-    def load(cls, data_dir: Path) -> TrainData:
-        """``ganops prepare``'s training split, verified against its ``meta.json``."""
-        images, labels = load_prepared(data_dir / TRAIN_IMAGES)
-        meta = read_meta(data_dir)
-        return cls(images, labels, meta["dataset"], meta["dataset_sha256"])
 
     @property
     def data_id(self) -> str:
