@@ -1,6 +1,6 @@
 """Wall time and test accuracy of the class-metrics classifier's training (``ganops classifier``).
 
-Trains ``ganops.classifier.Classifier`` with ``train_classifier`` on the first ``--images``
+Trains ``ganops.models.classifier.Classifier`` with ``train_classifier`` on the first ``--images``
 MNIST training images (default: all 60,000) exactly as the stage does, then scores it on the
 10,000 test images. Prints one line per run: seconds, images/s, test accuracy, load average.
 Data loading and the test pass are outside the timed part.
@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 import ganops
-from ganops.classifier import Classifier, accuracy, train_classifier
 from ganops.config import ClassifierConfig
 from ganops.data import load_split
+from ganops.models.classifier import Classifier, accuracy, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(

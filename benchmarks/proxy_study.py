@@ -34,7 +34,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from ganops.checkpoints import CHECKPOINT_FORMAT, load_generator, read_model_file
-from ganops.classifier import Classifier, Outputs, classify, load_classifier
+from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, params_from_dict
 from ganops.data import load_prepared
 from ganops.devices import resolve_precision
@@ -45,6 +45,7 @@ from ganops.metrics.inception import resolve_inception_weights, weights_fingerpr
 from ganops.metrics.kid import kid_from_features
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
+from ganops.models.classifier import Classifier, Outputs, classify
 from ganops.models.sampling import generated_batches
 from ganops.stages.train_files import snapshot_rows
 

@@ -13,14 +13,7 @@ from torch import Tensor, nn
 
 from ganops import devices
 from ganops.checkpoints import save_generator
-from ganops.classifier import (
-    Classifier,
-    accuracy,
-    classify,
-    load_classifier,
-    save_classifier,
-    train_classifier,
-)
+from ganops.classifier import load_classifier, save_classifier
 from ganops.config import ClassifierConfig, params_from_dict
 from ganops.data import load_split
 from ganops.errors import CheckpointError
@@ -28,6 +21,7 @@ from ganops.files import save_torch
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models
+from ganops.models.classifier import Classifier, accuracy, classify, train_classifier
 from ganops.stages import classifier as classifier_stage
 
 CPU = torch.device("cpu")

@@ -24,13 +24,14 @@ from ganops.checkpoints import (
     save_checkpoint,
     save_generator,
 )
-from ganops.classifier import Classifier, load_classifier, save_classifier
+from ganops.classifier import load_classifier, save_classifier
 from ganops.cli import app
 from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError, DataError, GanopsError
 from ganops.metrics import inception
 from ganops.metrics.features import build_inception
 from ganops.models import build_models
+from ganops.models.classifier import Classifier
 from ganops.models.sampling import NonFiniteSamples, generated_batches
 from ganops.run_reference import read as read_run_reference
 from ganops.stages import prepare, sample

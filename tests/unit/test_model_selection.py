@@ -13,9 +13,9 @@ from torch import nn
 from ganops.checkpoints import keeping_best, load_generator, scored_generator
 from ganops.config import params_from_dict
 from ganops.errors import DataError
-from ganops.metrics.epoch import epoch_evaluator
 from ganops.models import build_models
 from ganops.outputs import BEST_GENERATOR, GENERATOR, TEST_IMAGES
+from ganops.stages.train_files import epoch_evaluator
 
 PARAMS = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 4, "latent_dim": 8}})
 
@@ -59,7 +59,8 @@ def test_loading_model_files_draws_no_random_numbers(tmp_path: Path) -> None:
     training: if loading drew numbers (a module's throwaway init), every dropout mask of the
     run would move, and a run with scoring would train another GAN than one without."""
     from ganops.checkpoints import save_generator
-    from ganops.classifier import Classifier, load_classifier, save_classifier
+    from ganops.classifier import load_classifier, save_classifier
+    from ganops.models.classifier import Classifier
 
     save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
     save_generator(build_models(PARAMS.model)[0], PARAMS, path=tmp_path / GENERATOR)
@@ -74,7 +75,8 @@ def test_loading_model_files_draws_no_random_numbers(tmp_path: Path) -> None:
 def test_a_run_with_a_classifier_loaded_trains_the_same_gan(tmp_path: Path) -> None:
     """The train stage's order: the GAN, then the scorer's classifier, then training (here
     with D's dropout on, so a moved global generator would change the weights)."""
-    from ganops.classifier import Classifier, load_classifier, save_classifier
+    from ganops.classifier import load_classifier, save_classifier
+    from ganops.models.classifier import Classifier
     from ganops.training.run import TrainData, new_gan, train
 
     params = params_from_dict(
@@ -98,7 +100,8 @@ def test_a_run_with_a_classifier_loaded_trains_the_same_gan(tmp_path: Path) -> N
 
 
 def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Path) -> None:
-    from ganops.classifier import Classifier, save_classifier
+    from ganops.classifier import save_classifier
+    from ganops.models.classifier import Classifier
 
     save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
     images, labels = torch.zeros(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
@@ -120,8 +123,9 @@ def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Pa
 def test_a_classifier_of_another_dataset_is_refused_before_training(tmp_path: Path) -> None:
     """An MNIST classifier kept (`ganops classifier` not rerun) after a switch to
     Fashion-MNIST would score the new samples by digit classes: plausible, meaningless."""
-    from ganops.classifier import Classifier, load_classifier, save_classifier
+    from ganops.classifier import load_classifier, save_classifier
     from ganops.errors import CheckpointError
+    from ganops.models.classifier import Classifier
 
     path = tmp_path / "classifier.pt"
     save_classifier(Classifier(), path, dataset_sha256="a" * 64, accuracy=1.0)

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from ganops import devices
-from ganops.classifier import Classifier
 from ganops.config import ClassifierConfig, Params, TrainConfig, params_from_dict
 from ganops.errors import Interrupted
 from ganops.files import save_torch
 from ganops.models import build_models
+from ganops.models.classifier import Classifier
 from ganops.stages import classifier as classifier_stage
 from ganops.stages import train as train_stage
 from ganops.training.loop import fit

@@ -6,18 +6,13 @@ over the run, next to the loss curves, in MLflow and in a DVC plot.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor, nn
 
-from ganops.classifier import Classifier, Outputs, classify, load_classifier
-from ganops.config import Params
-from ganops.data import load_prepared, require_images
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.names import family_of
+from ganops.models.classifier import Classifier, Outputs, classify
 from ganops.models.sampling import sample_images
-from ganops.outputs import TEST_IMAGES
 
 QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
 _CHUNK = 500  # images per forward pass
@@ -61,33 +56,3 @@ class EpochEvaluator:
         metrics, _ = classifier_metrics(fake, self.real, real_share=self.share)
         by_family = {family_of(name): value for name, value in metrics.items()}  # fcd_1k -> fcd
         return {name: by_family[name] for name in QUALITY_NAMES}
-
-
-def epoch_evaluator(
-    params: Params,
-    *,
-    classifier: Path,
-    data_dir: Path,
-    train_labels: Tensor,
-    device: torch.device,
-) -> EpochEvaluator | None:
-    """The run's per-epoch scorer, or None when evaluate.every_epochs is 0; built before
-    training, so a bad classifier file or too few test images fail at once."""
-    cfg = params.evaluate
-    if cfg.every_epochs == 0:
-        return None
-    model, _ = load_classifier(classifier, data_dir=data_dir)
-    test_path = data_dir / TEST_IMAGES
-    real, real_labels = load_prepared(test_path)
-    require_images(real, cfg.epoch_samples, key="evaluate.epoch_samples", path=test_path)
-    return EpochEvaluator(
-        model,
-        real_images=real[: cfg.epoch_samples],
-        real_labels=real_labels[: cfg.epoch_samples],
-        train_labels=train_labels,
-        every=cfg.every_epochs,
-        latent_dim=params.model.latent_dim,
-        conditional=params.model.conditional,
-        seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
-        device=device,
-    )

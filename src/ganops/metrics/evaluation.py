@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganops.classifier import Classifier, Outputs, classify
 from ganops.config import EvaluateConfig
 from ganops.errors import DataError
+from ganops.models.classifier import Classifier, Outputs, classify
 from ganops.progress import Progress
 
 AUTO_COMPILE_SAMPLES = 5000  # evaluate.compile 'auto': well past where the compile pays back

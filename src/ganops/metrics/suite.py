@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ganops.classifier import Outputs
 from ganops.metrics.classes import ClassReport, class_report
 from ganops.metrics.fid import fid_from_features
 from ganops.metrics.kid import kid_from_features
 from ganops.metrics.names import metric_name
 from ganops.metrics.precision_recall import precision_recall
+from ganops.models.classifier import Outputs
 
 
 def inception_metrics(fake: Tensor, real: Tensor, *, seed: int) -> dict[str, float]:

@@ -7,10 +7,11 @@ from pathlib import Path
 import torch
 
 from ganops import outputs
-from ganops.classifier import Classifier, accuracy, save_classifier, train_classifier
+from ganops.classifier import save_classifier
 from ganops.config import ClassifierConfig
 from ganops.data import load_prepared, read_meta
 from ganops.files import ensure_writable, write_json
+from ganops.models.classifier import Classifier, accuracy, train_classifier
 from ganops.progress import Progress
 from ganops.stages.common import resolve_device, resolved_precision
 

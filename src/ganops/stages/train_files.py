@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ganops import outputs, run_reference
 from ganops.checkpoints import (
@@ -27,10 +28,12 @@ from ganops.checkpoints import (
     save_generator,
     scored_generator,
 )
+from ganops.classifier import load_classifier
 from ganops.config import Params
+from ganops.data import load_prepared, require_images
 from ganops.files import remove_stale_temps, write_csv
 from ganops.images import VIEW_SCALE, grid_array, save_png
-from ganops.metrics.epoch import QUALITY_NAMES, epoch_evaluator
+from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models.sampling import sample_images
 from ganops.plots import training_curves_png
 from ganops.tracking.runs import log_training_outputs
@@ -201,3 +204,33 @@ def write_outputs(
             generator=lambda: load_generator(scored)[0],
             params=params,
         )
+
+
+def epoch_evaluator(
+    params: Params,
+    *,
+    classifier: Path,
+    data_dir: Path,
+    train_labels: Tensor,
+    device: torch.device,
+) -> EpochEvaluator | None:
+    """The run's per-epoch scorer, or None when evaluate.every_epochs is 0; built before
+    training, so a bad classifier file or too few test images fail at once."""
+    cfg = params.evaluate
+    if cfg.every_epochs == 0:
+        return None
+    model, _ = load_classifier(classifier, data_dir=data_dir)
+    test_path = data_dir / outputs.TEST_IMAGES
+    real, real_labels = load_prepared(test_path)
+    require_images(real, cfg.epoch_samples, key="evaluate.epoch_samples", path=test_path)
+    return EpochEvaluator(
+        model,
+        real_images=real[: cfg.epoch_samples],
+        real_labels=real_labels[: cfg.epoch_samples],
+        train_labels=train_labels,
+        every=cfg.every_epochs,
+        latent_dim=params.model.latent_dim,
+        conditional=params.model.conditional,
+        seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
+        device=device,
+    )
