@@ -39,12 +39,14 @@ if [ ! -f "$run/params.yaml" ]; then
   python - "$common/params.yaml" "$run/params.yaml" model.dcgan_channels=32 train.epochs=30 \
     train.snapshots=true $overrides <<'PY'
 import sys, yaml
+from ganops.config import Params, to_flat_dict
 params = yaml.safe_load(open(sys.argv[1]))
+known = to_flat_dict(Params())  # the schema's keys: a file may leave some out
 for pair in sys.argv[3:]:
     key, value = pair.split("=", 1)
+    if key not in known:
+        sys.exit(f"error: {key} is not a params key (docs/params.md lists them)")
     section, name = key.split(".")
-    if name not in params[section]:
-        sys.exit(f"error: {key} is not a key of params.yaml")
     params[section][name] = yaml.safe_load(value)
 yaml.safe_dump(params, open(sys.argv[2], "w"), sort_keys=False)
 PY
