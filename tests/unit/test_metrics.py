@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ganops.metrics.classes import class_report, expected_class_share, real_class_share
 from ganops.metrics.kid import kid_from_features
-from ganops.metrics.names import family_of, metric_name
+from ganops.metrics.names import family_of, metric_name, sample_count
 from ganops.metrics.precision_recall import precision_recall
 
 
@@ -232,8 +232,9 @@ def test_metric_names_carry_the_sample_count_and_parse_back() -> None:
     assert metric_name("fid", 10000) == "fid_10k" and metric_name("kid_std", 500) == "kid_std_500"
     assert family_of("fid_10k") == "fid" and family_of("kid_std_500") == "kid_std"
     assert family_of("precision_2k") == "precision" and family_of("fcd_64") == "fcd"
-    for uncounted in ("classes_covered", "class_kl", "num_samples", "fid_num_samples"):
-        assert family_of(uncounted) == uncounted
+    for uncounted in ("classes_covered", "class_kl", "num_samples", "fid_num_samples", "fid_k"):
+        assert family_of(uncounted) == uncounted and sample_count(uncounted) is None
+    assert sample_count("fid_10k") == 10000 and sample_count("kid_std_500") == 500
 
 
 def test_classes_csv_gives_each_class_its_generated_and_real_share() -> None:

@@ -16,9 +16,25 @@ def metric_name(family: str, num_samples: int) -> str:
     return f"{family}_{sample_suffix(num_samples)}"
 
 
+def _split(name: str) -> tuple[str, int] | None:
+    """``fid_10k`` -> (``fid``, 10000); None for a name without a sample count."""
+    head, _, tail = name.rpartition("_")
+    if head not in COUNTED:
+        return None
+    if tail.isdigit():
+        return head, int(tail)
+    if tail.endswith("k") and tail[:-1].isdigit():
+        return head, int(tail[:-1]) * 1000
+    return None
+
+
 def family_of(name: str) -> str:
     """``fid_10k`` -> ``fid``; a name without a sample count is its own family."""
-    head, _, tail = name.rpartition("_")
-    if head in COUNTED and (tail.isdigit() or (tail[:-1].isdigit() and tail.endswith("k"))):
-        return head
-    return name
+    split = _split(name)
+    return split[0] if split else name
+
+
+def sample_count(name: str) -> int | None:
+    """``fid_10k`` -> 10000, ``precision_500`` -> 500; None without a sample count."""
+    split = _split(name)
+    return split[1] if split else None

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ganops.metrics.names import family_of
+from ganops.metrics.names import family_of, sample_count
 
 VIEW_KEY = "ganops-quality"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -29,15 +29,12 @@ def column(name: str) -> str:
     return f"metrics.`{name}`"
 
 
-def _count(name: str) -> int:
-    tail = name.rpartition("_")[2]
-    return int(tail[:-1]) * 1000 if tail.endswith("k") else int(tail) if tail.isdigit() else 0
-
-
 def quality_columns(names: Iterable[str]) -> list[str]:
     """The quality metrics among ``names``, in the order the table shows them."""
     kept = {name for name in names if family_of(name) in FAMILIES}
-    ordered = sorted(kept, key=lambda name: (FAMILIES.index(family_of(name)), -_count(name)))
+    ordered = sorted(
+        kept, key=lambda name: (FAMILIES.index(family_of(name)), -(sample_count(name) or 0))
+    )
     return ordered[:MAX_COLUMNS]
 
 
