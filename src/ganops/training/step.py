@@ -129,12 +129,16 @@ def ema_with_warmup(decay: float) -> Callable[[TensorList, TensorList, Tensor | 
             torch._foreach_lerp_(ema, current, 1 - min(decay, (1 + n) / (10 + n)))
             return
         n_dev = num_averaged.to(ema[0].device, torch.float32)
-        weight = 1 - torch.clamp((1 + n_dev) / (10 + n_dev), max=decay)
-        step = torch._foreach_sub(list(current), list(ema))  # ema += weight * (current - ema)
-        torch._foreach_mul_(step, weight)
-        torch._foreach_add_(ema, step)
+        _move_towards(ema, current, 1 - torch.clamp((1 + n_dev) / (10 + n_dev), max=decay))
 
     return average
+
+
+def _move_towards(ema: TensorList, current: TensorList, weight: Tensor) -> None:
+    """ema += weight * (current - ema), with a tensor ``weight`` read on its device."""
+    step = torch._foreach_sub(list(current), list(ema))
+    torch._foreach_mul_(step, weight)
+    torch._foreach_add_(ema, step)
 
 
 def ema_in_images(
@@ -160,10 +164,7 @@ def ema_in_images(
             torch._foreach_copy_(ema, current)
             return
         n = torch.as_tensor(num_averaged, dtype=torch.float32).to(ema[0].device)
-        weight = 1 - decay(n)
-        step = torch._foreach_sub(list(current), list(ema))  # ema += weight * (current - ema)
-        torch._foreach_mul_(step, weight)
-        torch._foreach_add_(ema, step)
+        _move_towards(ema, current, 1 - decay(n))
 
     return average
 
