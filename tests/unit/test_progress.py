@@ -54,11 +54,17 @@ class FakeClock:
         return self.now
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A clock the test moves (``clock.now += seconds``), as Progress's time.monotonic."""
+    fake = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", fake)
+    return fake
+
+
 def test_skipped_work_counts_towards_the_total_but_not_the_rate(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clock: FakeClock, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(progress.time, "monotonic", clock)
     with Progress(total=2000, desc="Inception features", unit="img", interval=0.0) as bar:
         bar.skip(1000)  # the real images' features, read from the cache
         clock.now += 10.0
@@ -84,14 +90,12 @@ def test_skipped_work_leaves_the_terminal_bar_s_rate_alone(
 
 
 def test_lines_say_elapsed_time_and_the_eta_at_this_machine_s_rate(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], clock: FakeClock
 ) -> None:
-    now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     with Progress(total=1000, desc="train (cpu)", unit="step", interval=0.0) as bar:
-        now[0] += 50.0
+        clock.now += 50.0
         bar.update(100, "epoch 1/30 loss_d=1.300")
-        now[0] += 4000.0
+        clock.now += 4000.0
         bar.update(900)
     first, last = capsys.readouterr().err.splitlines()
     assert "(2.0 step/s, 0:50 elapsed, ETA 7:30) epoch 1/30 loss_d=1.300" in first
@@ -99,19 +103,17 @@ def test_lines_say_elapsed_time_and_the_eta_at_this_machine_s_rate(
 
 
 def test_one_line_estimates_the_whole_run_s_wall_time_once_the_first_seconds_have_passed(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], clock: FakeClock
 ) -> None:
-    now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     with Progress(
         total=3000, desc="train (cpu)", unit="step", interval=3600.0, estimate_after=30.0
     ) as bar:
-        now[0] += 20.0
+        clock.now += 20.0
         bar.update(200)  # too early: no estimate yet
         assert capsys.readouterr().err == ""
-        now[0] += 10.0
+        clock.now += 10.0
         bar.update(100)  # 300 steps in 30 s: 3000 steps take 5 min
-        now[0] += 10.0
+        clock.now += 10.0
         bar.update(100)  # printed once only
         estimate = capsys.readouterr().err.splitlines()
         bar.update(2600)
@@ -122,10 +124,8 @@ def test_one_line_estimates_the_whole_run_s_wall_time_once_the_first_seconds_hav
 
 
 def test_a_resumed_run_s_estimate_counts_only_the_steps_left(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], clock: FakeClock
 ) -> None:
-    now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     with Progress(
         total=3000,
         desc="train (cpu)",
@@ -134,19 +134,15 @@ def test_a_resumed_run_s_estimate_counts_only_the_steps_left(
         initial=2000,
         estimate_after=30.0,
     ) as bar:
-        now[0] += 40.0
+        clock.now += 40.0
         bar.update(400)  # 10 step/s: the 1000 steps left take 1:40, not 5:00
         assert "1:40 for the 1000 steps left (10.0 step/s over the first 0:40" in (
             capsys.readouterr().err
         )
 
 
-def test_no_estimate_unless_asked(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    now = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+def test_no_estimate_unless_asked(capsys: pytest.CaptureFixture[str], clock: FakeClock) -> None:
     with Progress(total=3000, desc="Inception features", unit="img", interval=3600.0) as bar:
-        now[0] += 60.0
+        clock.now += 60.0
         bar.update(600)
     assert "estimated" not in capsys.readouterr().err
