@@ -103,6 +103,11 @@ def checkpoint_writer(
 SNAPSHOT_COLUMNS = ["step", "epoch", "seconds", "file"]
 
 
+def snapshot_name(step: int) -> str:
+    """The file a snapshot of the generator at ``step`` is kept in."""
+    return f"generator-step{step:07d}.pt"
+
+
 def keep_snapshot(
     gan: GAN, params: Params, loop: LoopState, *, seconds: float, directory: Path
 ) -> None:
@@ -110,7 +115,7 @@ def keep_snapshot(
     ``directory/snapshots.csv`` (step, epoch, training seconds, file), both atomically. The
     rows kept are those of earlier steps whose file is there: after a resume, the steps a
     killed session went past are snapshotted again."""
-    name = f"generator-step{loop.step:07d}.pt"
+    name = snapshot_name(loop.step)
     save_generator(gan.sampler, params, path=directory / name)
     rows = [row for row in snapshot_rows(directory) if int(row["step"]) < loop.step]
     # The epoch this step belongs to: at an epoch's end the loop already names the next one.
@@ -134,7 +139,7 @@ def snapshot_rows(directory: Path) -> list[dict[str, Any]]:
             except (KeyError, TypeError, ValueError):
                 continue
             name = row.get("file") or ""
-            if name == f"generator-step{parsed['step']:07d}.pt" and (directory / name).is_file():
+            if name == snapshot_name(parsed["step"]) and (directory / name).is_file():
                 rows.append({**parsed, "file": name})
     return rows
 
