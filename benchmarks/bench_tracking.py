@@ -53,8 +53,8 @@ def params(args: argparse.Namespace, tracked: bool) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "precision": args.precision,
             "device": "cpu",
+            "score_every": 0,
         },
-        "evaluate": {"every_epochs": 0},
         "tracking": {"enabled": tracked, "experiment": "bench-tracking"},
     }
 

@@ -65,9 +65,6 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
             "batch_size": 32,
             "device": "cpu",
             "precision": "fp32",
-            "every_epochs": 1,  # dvc.yaml lists these for train: DVC wants them in the file
-            "epoch_samples": 64,
-            "generator": "last",
         },
         "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
     }

@@ -4,7 +4,7 @@
 # The first run is the timed whole pipeline (download -> prepare -> classifier -> train ->
 # evaluate, the stages' commands in dvc.yaml's order, tracking off); the others train in
 # parallel after it on the same prepared data and classifier, each killed at the budget.
-# Then the floor, the first run scored with evaluate.generator best, and everything packed
+# Then the floor, the first run scored with train.keep best, and everything packed
 # into $OUT (results.tar.gz, up to six generators). Needs $OUT and the bundle (bundle.py).
 set -u
 DS=$1; BUDGET=$2; RUNS=$3
@@ -42,7 +42,7 @@ for name in $(echo "$RUNS" | tr ';' '\n' | tail -n +2 | awk '{print $1}'); do
 done
 ( t graphs_test timeout 150 python3 -m pytest -q -x -p no:cacheprovider $REPO/tests/unit/test_graphs.py ) &
 t floor G evaluate $EV --floor --out o_floor -p $P
-sed 's/generator: last/generator: best/' $P > p_best.yaml
+sed 's/keep: last/keep: best/' $P > p_best.yaml
 t eval_${FIRST}_best G evaluate $EV --models m_$FIRST --train-out o_$FIRST/train --out o_$FIRST/evaluate_best -p p_best.yaml
 wait
 echo "all s=$(( $(date +%s) - T0 ))" >> times.txt

@@ -37,7 +37,7 @@ CHECKPOINT_FORMAT = "ganops-checkpoint/1"
 
 
 def scored_generator(models_dir: Path, which: str) -> Path:
-    """The generator file ``evaluate.generator`` names: 'last', or 'best' where training saved
+    """The generator file ``train.keep`` names: 'last', or 'best' where training saved
     one (a run without in-training scores has only the last)."""
     best = models_dir / BEST_GENERATOR
     return best if which == "best" and best.is_file() else models_dir / GENERATOR
@@ -91,7 +91,7 @@ def training_shape(params: Params, data_id: str) -> dict[str, Any]:
         "model": dataclasses.asdict(params.model),
         "train": train,
         "data": data_id,
-        "epoch_samples": params.evaluate.epoch_samples,
+        "epoch_samples": params.train.score_samples,  # the file's key: its old name
     }
 
 
@@ -104,7 +104,7 @@ def save_checkpoint(state: dict[str, Any], params: Params, *, data_id: str, path
 
 def _differences(saved: dict[str, Any], current: dict[str, Any], *, scored: bool) -> list[str]:
     """What differs between a checkpoint's shape and this run's; ``scored``: the checkpoint
-    holds in-training fcd scores, which a changed evaluate.epoch_samples would not match."""
+    holds in-training fcd scores, which a changed train.score_samples would not match."""
     out = []
     defaults = {
         "model": dataclasses.asdict(ModelConfig()),
@@ -126,7 +126,7 @@ def _differences(saved: dict[str, Any], current: dict[str, Any], *, scored: bool
     old, new = saved.get("epoch_samples"), current["epoch_samples"]
     if scored and old is not None and old != new:
         out.append(
-            f"evaluate.epoch_samples {old!r} -> {new!r} (the best generator is picked by "
+            f"train.score_samples {old!r} -> {new!r} (the best generator is picked by "
             "comparing every scored epoch's fcd, and fcd at different counts does not compare)"
         )
     return out

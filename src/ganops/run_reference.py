@@ -78,7 +78,7 @@ def read(train_dir: Path, generator: Path) -> dict[str, Any] | None:
         raise DataError(
             f"{path}: its MLflow run logged {model} as its model, so {generator.name}'s "
             "metrics would be attached to (and promoted as) another generator; set "
-            "evaluate.generator back to what it was at training, or train again with the "
-            "new value (`dvc repro` does: evaluate.generator is a train param)"
+            "train.keep back to what it was at training, or train again with the new value "
+            "(`dvc repro` does)"
         )
     return {"run_id": str(ref["run_id"]), "uri": str(ref.get("uri") or "")}

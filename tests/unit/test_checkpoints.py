@@ -50,28 +50,28 @@ def test_a_changed_config_or_dataset_is_refused_naming_what_changed(tmp_path: Pa
 def test_a_changed_per_epoch_sample_count_is_refused_once_epochs_were_scored(
     tmp_path: Path,
 ) -> None:
-    scored = params_from_dict({"evaluate": {"every_epochs": 1, "epoch_samples": 1000}})
+    scored = params_from_dict({"train": {"score_every": 1, "score_samples": 1000}})
     path = tmp_path / "c.pt"
     for rows in ([], [{"step": 5, "epoch": 1, "fcd": 40.0}]):
         state = {**restorable_state(scored, LoopState(step=7, quality=rows)), "complete": False}
         save_checkpoint(state, scored, data_id="sha:60000", path=path)
-        for evaluate in (
-            {"every_epochs": 1, "epoch_samples": 500},
-            {"every_epochs": 0, "epoch_samples": 500},
+        for scoring in (
+            {"score_every": 1, "score_samples": 500},
+            {"score_every": 0, "score_samples": 500},
         ):
-            fewer = params_from_dict({"evaluate": evaluate})
+            fewer = params_from_dict({"train": scoring})
             if not rows:  # nothing scored yet: nothing to compare with
                 assert load_resumable(path, fewer, data_id="sha:60000") is not None
                 continue
             # Scored at 1000: any other count is refused, also for a session that scores
             # nothing (a later one would compare again).
             with pytest.raises(
-                CheckpointError, match=r"evaluate.epoch_samples 1000 -> 500 \(the best"
+                CheckpointError, match=r"train.score_samples 1000 -> 500 \(the best"
             ):
                 load_resumable(path, fewer, data_id="sha:60000")
     # The same count, with another scoring interval or scoring off, still resumes.
-    for evaluate in ({"every_epochs": 2, "epoch_samples": 1000}, {"every_epochs": 0}):
-        same = params_from_dict({"evaluate": evaluate})
+    for scoring in ({"score_every": 2, "score_samples": 1000}, {"score_every": 0}):
+        same = params_from_dict({"train": scoring})
         assert load_resumable(path, same, data_id="sha:60000") is not None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from ganops.config import (
     SECTIONS,
@@ -17,6 +18,7 @@ from ganops.config import (
     params_from_dict,
     to_flat_dict,
 )
+from ganops.cli import app
 from ganops.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -354,3 +356,26 @@ def test_the_schema_s_roles_are_what_resume_and_recipes_leave_out() -> None:
     )
     with pytest.raises(ValueError, match="role 'sometimes'"):
         _spec(1, "a key", role="sometimes")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("every_epochs", "train.score_every"),
+        ("epoch_samples", "train.score_samples"),
+        ("generator", "train.keep"),
+    ],
+)
+def test_a_moved_scoring_key_names_its_new_place(old: str, new: str, tmp_path: Path) -> None:
+    """The in-training scoring keys moved from evaluate to train: the old name is one error
+    naming the new key, from a file and from the CLI alike, and the new key is accepted."""
+    with pytest.raises(ConfigError, match=rf"moved key for evaluate\.{old}: .*new name {new}"):
+        params_from_dict({"evaluate": {old: 1 if old != "generator" else "best"}})
+    path = tmp_path / "params.yaml"
+    path.write_text(f"evaluate:\n  {old}: 2\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", "-p", str(path)])
+    assert result.exit_code == 2 and f"new name {new}" in result.output
+    assert "Traceback" not in result.output
+    section, key = new.split(".")
+    value = "best" if key == "keep" else 5
+    assert getattr(params_from_dict({section: {key: value}}).train, key) == value

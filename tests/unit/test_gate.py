@@ -183,7 +183,7 @@ def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) ->
 def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
     tmp_path: Path,
 ) -> None:
-    """evaluate.generator switched from last to best after training: the run's model is the
+    """train.keep switched from last to best after training: the run's model is the
     last generator, so the best one's metrics must not be logged to it, nor promoted."""
     import json
 
@@ -198,7 +198,7 @@ def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
     assert run_reference.read(tmp_path, last) == ref
     with pytest.raises(DataError, match=r"logged generator\.pt as its model, so generator_best"):
         run_reference.read(tmp_path, best)
-    with pytest.raises(DataError, match=r"evaluate\.generator back"):
+    with pytest.raises(DataError, match=r"train\.keep back"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=best)
     # Trained with 'best', whose file then went missing: 'best' falls back to the last.
     run_reference.write(tmp_path, ref, generators=[last, best], model=best)

@@ -1,5 +1,5 @@
 """Model selection by quality: the generator of the lowest in-training fcd is kept beside the
-last one, and evaluate.generator picks which is scored."""
+last one, and train.keep picks which is scored."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_a_resumed_run_remembers_its_best_score(tmp_path: Path) -> None:
     assert not (tmp_path / BEST_GENERATOR).exists()  # 3.0 is worse than the earlier 2.0
 
 
-def test_evaluate_generator_names_the_file(tmp_path: Path) -> None:
+def test_train_keep_names_the_file(tmp_path: Path) -> None:
     assert scored_generator(tmp_path, "best") == tmp_path / GENERATOR  # none kept
     (tmp_path / BEST_GENERATOR).write_bytes(b"x")
     assert scored_generator(tmp_path, "best") == tmp_path / BEST_GENERATOR
@@ -99,7 +99,7 @@ def test_a_run_with_a_classifier_loaded_trains_the_same_gan(tmp_path: Path) -> N
         assert torch.equal(value, weights[1][key]), key
 
 
-def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Path) -> None:
+def test_too_few_test_images_for_score_samples_fail_before_training(tmp_path: Path) -> None:
     from ganops.classifier import save_classifier
     from ganops.models.classifier import Classifier
 
@@ -107,9 +107,9 @@ def test_too_few_test_images_for_epoch_samples_fail_before_training(tmp_path: Pa
     images, labels = torch.zeros(5, 1, 28, 28), torch.zeros(5, dtype=torch.long)
     torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
     (tmp_path / "meta.json").write_text('{"dataset": "mnist", "dataset_sha256": "x"}')
-    params = params_from_dict({"evaluate": {"epoch_samples": 6}})
+    params = params_from_dict({"train": {"score_samples": 6}})
     with pytest.raises(
-        DataError, match=r"evaluate\.epoch_samples is 6 but .*test\.pt has 5 images"
+        DataError, match=r"train\.score_samples is 6 but .*test\.pt has 5 images"
     ):
         epoch_evaluator(
             params,
@@ -133,7 +133,7 @@ def test_a_classifier_of_another_dataset_is_refused_before_training(tmp_path: Pa
     torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
     meta = '{"dataset": "fashion-mnist", "dataset_sha256": "%s"}'
     (tmp_path / "meta.json").write_text(meta % ("b" * 64))
-    params = params_from_dict({"evaluate": {"epoch_samples": 4, "every_epochs": 1}})
+    params = params_from_dict({"train": {"score_samples": 4, "score_every": 1}})
     with pytest.raises(CheckpointError, match=r"another dataset \(SHA-256 aaaaaaaaaaaa\.\.\.\)"):
         epoch_evaluator(
             params,

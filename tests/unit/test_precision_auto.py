@@ -177,8 +177,14 @@ def _train_params(tmp_path: Path, **train: Any) -> Params:
     return params_from_dict(
         {
             "model": {"latent_dim": 8, "g_hidden": [16], "d_hidden": [16]},
-            "train": {"device": "cpu", "epochs": 1, "batch_size": 16, "grid_size": 4, **train},
-            "evaluate": {"every_epochs": 0},
+            "train": {
+                "device": "cpu",
+                "epochs": 1,
+                "batch_size": 16,
+                "grid_size": 4,
+                "score_every": 0,
+                **train,
+            },
             "tracking": {"enabled": False},
         }
     )

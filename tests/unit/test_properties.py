@@ -74,7 +74,7 @@ def _within_what_runs(params: Params) -> None:
     assert max(model.dcgan_channels, model.res_channels) <= 1024 and model.res_blocks <= 16
     assert train.batch_size <= 65536 and params.classifier.batch_size <= 65536
     assert train.grid_size <= 1024 and params.evaluate.batch_size <= 1024
-    assert max(params.evaluate.num_samples, params.evaluate.epoch_samples) <= 100_000
+    assert max(params.evaluate.num_samples, params.train.score_samples) <= 100_000
 
 
 @settings(max_examples=400, deadline=None)

@@ -107,7 +107,7 @@ def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """A run interrupted on the CPU and resumed on another device with another
-    evaluate.generator: its tags say the session now, each changed param is tagged
+    train.keep: its tags say the session now, each changed param is tagged
     resumed.<key> (params are write-once), and a warning names the change."""
     import dataclasses
 
@@ -124,8 +124,7 @@ def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
         raise KeyboardInterrupt
     resumed = dataclasses.replace(
         start,
-        train=dataclasses.replace(start.train, device="cuda"),
-        evaluate=dataclasses.replace(start.evaluate, generator="best"),
+        train=dataclasses.replace(start.train, device="cuda", keep="best"),
     )
     capfd.readouterr()
     with training_run(
@@ -134,10 +133,10 @@ def test_a_resumed_run_tags_this_sessions_setup_and_what_changed(
         assert again["run_id"] == first["run_id"]
     run = mlflow.MlflowClient().get_run(first["run_id"])
     assert (run.data.tags["device"], run.data.tags["processes"]) == ("cuda:0", "2")
-    assert run.data.params["evaluate.generator"] == "last"  # the start's, write-once
+    assert run.data.params["train.keep"] == "last"  # the start's, write-once
     changed = {k: v for k, v in run.data.tags.items() if k.startswith("resumed.")}
-    assert changed == {"resumed.train.device": "cuda", "resumed.evaluate.generator": "best"}
-    assert "evaluate.generator=best (was last)" in capfd.readouterr().err
+    assert changed == {"resumed.train.device": "cuda", "resumed.train.keep": "best"}
+    assert "train.keep=best (was last)" in capfd.readouterr().err
     # Resumed once more with the start's params: the earlier resume's tags go.
     with training_run(start, tmp_path, tags={"device": "cpu"}, run_id=first["run_id"]):
         pass

@@ -58,7 +58,7 @@ def run(
         cache_dir,
         files=[out_dir / name for name in (outputs.METRICS, outputs.CLASSES, outputs.FLOOR)],
     )
-    generator_path = scored_generator(models_dir, cfg.generator)
+    generator_path = scored_generator(models_dir, params.train.keep)
     generator, model_cfg = (None, params.model) if floor else load_generator(generator_path)
     # Hashed once it loaded (a missing file is load_generator's one-line error): the SHA-256
     # names the bytes that were scored.

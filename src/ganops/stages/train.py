@@ -48,7 +48,7 @@ def run(
     resume_dir: Path = kept_checkpoint.DEFAULT_RESUME_DIR,
 ) -> LoopState:
     """Train; write MODELS/{generator,checkpoint}.pt and OUT/{losses.csv,...}. With a
-    ``classifier``, score samples every evaluate.every_epochs (and keep the best generator).
+    ``classifier``, score samples every train.score_every (and keep the best generator).
     An unfinished run's checkpoint is also kept in a folder of ``resume_dir`` until it ends.
     Under ``torchrun --nproc-per-node N`` it trains with DDP; only rank 0 writes and tracks."""
     replicas = distributed.from_env()

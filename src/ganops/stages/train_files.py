@@ -154,7 +154,7 @@ def best_keeping_scorer(
     models_dir: Path,
     state: LoopState | None,
 ) -> EpochScore | None:
-    """``Hooks.evaluate_epoch``: class metrics every evaluate.every_epochs, keeping the
+    """``Hooks.evaluate_epoch``: class metrics every train.score_every, keeping the
     generator of the lowest fcd (a resumed run's ``state`` remembers its best so far); None
     when per-epoch scoring is off."""
     score = epoch_evaluator(
@@ -183,7 +183,7 @@ def write_outputs(
     # beside the new generator.
     generators = [last, models_dir / outputs.BEST_GENERATOR]
     # The generator evaluate scores (and gate --promote promotes): last or best.
-    scored = scored_generator(models_dir, params.evaluate.generator)
+    scored = scored_generator(models_dir, params.train.keep)
     run_reference.write(
         out_dir,
         run_ref,
@@ -219,23 +219,23 @@ def epoch_evaluator(
     train_labels: Tensor,
     device: torch.device,
 ) -> EpochEvaluator | None:
-    """The run's per-epoch scorer, or None when evaluate.every_epochs is 0; built before
+    """The run's per-epoch scorer, or None when train.score_every is 0; built before
     training, so a bad classifier file or too few test images fail at once."""
-    cfg = params.evaluate
-    if cfg.every_epochs == 0:
+    cfg = params.train
+    if cfg.score_every == 0:
         return None
     model, _ = load_classifier(classifier, data_dir=data_dir)
     test_path = data_dir / outputs.TEST_IMAGES
     real, real_labels = load_prepared(test_path)
-    require_images(real, cfg.epoch_samples, key="evaluate.epoch_samples", path=test_path)
+    require_images(real, cfg.score_samples, key="train.score_samples", path=test_path)
     return EpochEvaluator(
         model,
-        real_images=real[: cfg.epoch_samples],
-        real_labels=real_labels[: cfg.epoch_samples],
+        real_images=real[: cfg.score_samples],
+        real_labels=real_labels[: cfg.score_samples],
         train_labels=train_labels,
-        every=cfg.every_epochs,
+        every=cfg.score_every,
         latent_dim=params.model.latent_dim,
         conditional=params.model.conditional,
-        seed=params.train.seed,  # the run's seed: a change of evaluate.* does not retrain
+        seed=cfg.seed,  # the run's seed: the scoring keys are operational (no retraining)
         device=device,
     )

@@ -392,7 +392,7 @@ def _mark_replayed(run_id: str, step: int) -> None:
 
 def _changed_since_start(run_id: str, params: Params) -> dict[str, str]:
     """The params a resumed session runs with that differ from those its run logged at the
-    start (a resume may change ``train.device``, ``evaluate.generator``, ...): MLflow params
+    start (a resume may change ``train.device``, ``train.keep``, ...): MLflow params
     are write-once, so each becomes a tag ``resumed.<key>`` holding the value now, and a
     warning says so. A key the run never logged (added since) is logged as a param; a
     ``resumed.`` tag of an earlier resume whose key is back at the start's value goes."""
