@@ -18,6 +18,7 @@ from ganops.config import GateConfig, TrackingConfig
 from ganops.errors import DataError, GanopsError, TrackingError, output_error
 from ganops.files import file_sha256
 from ganops.metrics.names import family_of
+from ganops.metrics.registry import GATED, Metric
 from ganops.metrics_file import MetricsFile, load_metrics
 
 
@@ -35,27 +36,6 @@ class Check:
     passed: bool
 
 
-@dataclass(frozen=True)
-class Rule:
-    """How one metric family is gated: its direction and its two ``gate.*`` keys."""
-
-    family: str
-    lower_is_better: bool
-    limit_key: str  # absolute limit; 0 = off
-    tolerance_key: str  # allowed worsening vs the baseline
-    relative: bool  # tolerance as a fraction of the baseline value (else in the metric's units)
-
-
-RULES = (
-    Rule("fid", True, "max_fid", "fid_tolerance", relative=True),
-    Rule("kid", True, "max_kid", "kid_tolerance", relative=True),
-    Rule("precision", False, "min_precision", "precision_tolerance", relative=False),
-    Rule("recall", False, "min_recall", "recall_tolerance", relative=False),
-    Rule("classes_covered", False, "min_classes_covered", "classes_covered_tolerance", False),
-    Rule("class_kl", True, "max_class_kl", "class_kl_tolerance", relative=False),
-)
-
-
 def find_metric(metrics: dict[str, float], family: str, *, source: str) -> str | None:
     """The one metric of ``family`` in a metrics file (``fid_10k`` for ``fid``), or None."""
     names = [name for name in metrics if family_of(name) == family]
@@ -64,19 +44,21 @@ def find_metric(metrics: dict[str, float], family: str, *, source: str) -> str |
     return names[0] if names else None
 
 
-def _check(rule: Rule, name: str, value: float, limit: float, shown: str) -> Check:
+def _check(rule: Metric, name: str, value: float, limit: float, shown: str) -> Check:
     """``value`` against ``limit`` in the rule's direction; ``shown`` is the limit's text."""
     if rule.lower_is_better:
         return Check(name, value, f"<= {shown}", _bad(value, rule) <= limit)
     return Check(name, value, f">= {shown}", _bad(value, rule) >= limit)
 
 
-def _absolute(rule: Rule, cfg: GateConfig, name: str, value: float) -> Check:
+def _absolute(rule: Metric, cfg: GateConfig, name: str, value: float) -> Check:
     limit = float(getattr(cfg, rule.limit_key))
     return _check(rule, name, value, limit, f"{limit:g}")
 
 
-def _relative(rule: Rule, cfg: GateConfig, name: str, value: float, base: float, rev: str) -> Check:
+def _relative(
+    rule: Metric, cfg: GateConfig, name: str, value: float, base: float, rev: str
+) -> Check:
     tolerance = float(getattr(cfg, rule.tolerance_key))
     slack = abs(base) * tolerance if rule.relative else tolerance
     shown = f"{tolerance:.0%}" if rule.relative else f"{tolerance:g}"
@@ -96,7 +78,7 @@ def checks(
 ) -> list[Check]:
     """Every check the gate config asks for, in the direction each metric improves."""
     out = []
-    for rule in RULES:
+    for rule in GATED:  # the metrics registry's gated metrics, in its order
         name = find_metric(metrics, rule.family, source=source)
         limit_on = float(getattr(cfg, rule.limit_key)) > 0
         if name is None:
@@ -128,7 +110,7 @@ def checks(
     return out
 
 
-def _bad(value: float, rule: Rule) -> float:
+def _bad(value: float, rule: Metric) -> float:
     """NaN never passes a limit: treat it as infinitely bad in the metric's direction."""
     if math.isnan(value):
         return math.inf if rule.lower_is_better else -math.inf

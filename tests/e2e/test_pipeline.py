@@ -68,7 +68,7 @@ def test_outputs_of_every_stage(project: Path) -> None:
     losses = (project / "outputs/train/losses.csv").read_text().splitlines()
     assert losses[0] == "step,epoch,loss_d,loss_g,d_real,d_fake" and len(losses) == 1 + 4
     quality = (project / "outputs/train/quality.csv").read_text().splitlines()
-    assert quality[0] == "step,epoch,fcd,class_kl,classes_covered,class_confidence"
+    assert quality[0] == "step,epoch,fcd,classes_covered,class_kl,class_confidence"
     assert len(quality) == 1 + 1 and quality[1].startswith("8,1,")  # one epoch, scored at its end
     classes = (project / "outputs/evaluate/classes.csv").read_text().splitlines()
     assert classes[0] == "class,generated,real" and len(classes) == 1 + 10

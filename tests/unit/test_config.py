@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ganops.cli import app
 from ganops.config import (
     SECTIONS,
     Params,
@@ -18,7 +19,6 @@ from ganops.config import (
     params_from_dict,
     to_flat_dict,
 )
-from ganops.cli import app
 from ganops.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -108,9 +108,7 @@ def test_too_few_test_images_for_score_samples_fail_before_training(tmp_path: Pa
     torch.save({"images": images, "labels": labels}, tmp_path / TEST_IMAGES)
     (tmp_path / "meta.json").write_text('{"dataset": "mnist", "dataset_sha256": "x"}')
     params = params_from_dict({"train": {"score_samples": 6}})
-    with pytest.raises(
-        DataError, match=r"train\.score_samples is 6 but .*test\.pt has 5 images"
-    ):
+    with pytest.raises(DataError, match=r"train\.score_samples is 6 but .*test\.pt has 5 images"):
         epoch_evaluator(
             params,
             classifier=tmp_path / "classifier.pt",

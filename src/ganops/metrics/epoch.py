@@ -11,10 +11,11 @@ from torch import Tensor, nn
 
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.names import family_of
+from ganops.metrics.registry import PER_EPOCH
 from ganops.models.classifier import Classifier, Outputs, classify
 from ganops.models.sampling import sample_images
 
-QUALITY_NAMES = ("fcd", "class_kl", "classes_covered", "class_confidence")
+QUALITY_NAMES = PER_EPOCH  # the metrics registry's per-epoch ones, in quality.csv's order
 _CHUNK = 500  # images per forward pass
 
 

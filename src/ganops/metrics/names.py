@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-# Metrics whose value depends on how many samples were compared.
-COUNTED = ("fid", "kid", "kid_std", "precision", "recall", "fcd")
+from ganops.metrics.registry import COUNTED
 
 
 def sample_suffix(num_samples: int) -> str:
@@ -12,7 +11,10 @@ def sample_suffix(num_samples: int) -> str:
 
 
 def metric_name(family: str, num_samples: int) -> str:
-    """``fid_10k``, ``precision_500``: the family and the sample count."""
+    """``fid_10k``, ``precision_500``: the family and the sample count. Only a counted
+    metric of the registry has one (a new metric is declared there first)."""
+    if family not in COUNTED:
+        raise ValueError(f"{family!r} is not a counted metric of ganops.metrics.registry")
     return f"{family}_{sample_suffix(num_samples)}"
 
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ganops.metrics.names import family_of, sample_count
+from ganops.metrics.registry import GATED
 
 VIEW_KEY = "ganops-quality"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 # Shown in this order, each family's larger sample counts first (fid_10k before fid_500).
-FAMILIES = ("fid", "kid", "precision", "recall", "classes_covered", "class_kl")
+FAMILIES = tuple(metric.family for metric in GATED)  # the gated metrics, in the gate's order
 MAX_COLUMNS = 12
 _METRIC_COLUMN = re.compile(r"metrics\.`([^`]+)`")
 
