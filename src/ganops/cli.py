@@ -16,9 +16,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from ganops import __version__
-from ganops.config import Params, load_params, uncommitted_changes
+from ganops.config import Params
 from ganops.errors import WRITE_ERRNOS, ConfigError, GanopsError, output_error
 from ganops.locks import exclusive
+from ganops.params_file import load_params, uncommitted_changes
 
 app = typer.Typer(
     help=(

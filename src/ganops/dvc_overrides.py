@@ -116,7 +116,7 @@ def applied_by_dvc(params_file: Path, overrides: Sequence[str]) -> Any:
     from dvc.utils.hydra import apply_overrides
     from omegaconf.errors import OmegaConfBaseException
 
-    from ganops.config import read_params_yaml
+    from ganops.params_file import read_params_yaml
 
     with tempfile.TemporaryDirectory(prefix="ganops-recipe-") as scratch:
         copy = Path(scratch) / DVC_PARAMS_FILE

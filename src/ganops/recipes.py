@@ -25,7 +25,6 @@ from ganops.config import (
     TrainConfig,
     keys_with_role,
     params_from_dict,
-    read_params_yaml,
     to_flat_dict,
 )
 from ganops.dvc_overrides import (
@@ -36,6 +35,7 @@ from ganops.dvc_overrides import (
     read_override,
 )
 from ganops.errors import ConfigError, UsageError
+from ganops.params_file import read_params_yaml
 
 # Where and how a run happens, not what it computes: a recipe leaves them to params.yaml.
 # What a recipe leaves to params.yaml: train.* keys the schema marks operational or per-run

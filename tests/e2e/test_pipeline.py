@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from ganops.config import load_params
+from ganops.params_file import load_params
 from tests.conftest import ROOT, tiny_params, write_params
 
 pytestmark = pytest.mark.slow

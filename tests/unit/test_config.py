@@ -11,15 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from ganops.cli import app
-from ganops.config import (
-    SECTIONS,
-    Params,
-    TrainConfig,
-    load_params,
-    params_from_dict,
-    to_flat_dict,
-)
+from ganops.config import SECTIONS, Params, TrainConfig, params_from_dict, to_flat_dict
 from ganops.errors import ConfigError
+from ganops.params_file import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,7 +208,7 @@ def test_params_that_validate_can_run_batchnorm_needs_two_images() -> None:
 def test_a_bad_value_names_what_differs_from_the_committed_params(tmp_path: Path) -> None:
     """After `dvc exp run -S train.epochs=-1` fails, the workspace keeps the bad value: the
     error says which values differ from git HEAD and how to restore them."""
-    from ganops.config import uncommitted_changes
+    from ganops.params_file import uncommitted_changes
 
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  epochs: 30\n  seed: 42\n", encoding="utf-8")

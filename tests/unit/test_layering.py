@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         (
             "files",
+            "params_file",
             "locks",
             "images",
             "plots",

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ganops.cli import app
-from ganops.config import load_params
 from ganops.errors import ConfigError
+from ganops.params_file import load_params
 from ganops.recipes import checked_command, load_recipe, override_value, with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]

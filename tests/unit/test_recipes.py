@@ -15,8 +15,9 @@ from dvc.utils.hydra import apply_overrides
 from typer.testing import CliRunner
 
 from ganops.cli import app
-from ganops.config import Params, load_params, to_flat_dict
+from ganops.config import Params, to_flat_dict
 from ganops.errors import ConfigError, UsageError
+from ganops.params_file import load_params
 from ganops.recipes import (
     OPERATIONAL_KEYS,
     checked_command,

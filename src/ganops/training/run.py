@@ -3,7 +3,7 @@
 What the ``train`` stage adds around it (checkpoint files, MLflow, signals, the files it
 writes) arrives through ``Hooks``; a notebook can call it without any of that::
 
-    from ganops.config import load_params
+    from ganops.params_file import load_params
     from ganops.data import load_training_set
     from ganops.training.run import train
 
