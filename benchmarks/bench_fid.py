@@ -33,8 +33,8 @@ from torch import nn
 from ganops.config import ModelConfig
 from ganops.data import load_split
 from ganops.errors import GanopsError
-from ganops.metrics.features import real_and_fake_features
-from ganops.metrics.inception import weights_fingerprint
+from ganops.feature_cache import real_and_fake_features
+from ganops.inception_weights import weights_fingerprint
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models
 from ganops.models.sampling import generated_batches

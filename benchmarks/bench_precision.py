@@ -26,7 +26,8 @@ import torch
 
 from ganops.checkpoints import load_generator
 from ganops.data import load_split
-from ganops.metrics.features import CompiledInception, build_inception, extract_features
+from ganops.inception_weights import build_inception
+from ganops.metrics.features import CompiledInception, extract_features
 from ganops.metrics.fid import fid_from_features
 from ganops.models.sampling import generated_batches
 

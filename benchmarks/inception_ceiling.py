@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganops.metrics.features import build_inception, to_inception_input
+from ganops.inception_weights import build_inception
+from ganops.metrics.features import to_inception_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo root
 from benchmarks.inception_options import add_inception_options, inception_weights

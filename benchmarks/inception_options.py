@@ -8,7 +8,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ganops.metrics.inception import resolve_inception_weights
+from ganops.inception_weights import resolve_inception_weights
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 

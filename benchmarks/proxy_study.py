@@ -38,10 +38,11 @@ from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, params_from_dict
 from ganops.data import load_prepared
 from ganops.devices import resolve_precision
+from ganops.feature_cache import real_and_fake_features
 from ganops.files import file_sha256
-from ganops.metrics.features import real_and_fake_features, tensor_digest
+from ganops.inception_weights import resolve_inception_weights, weights_fingerprint
+from ganops.metrics.features import tensor_digest
 from ganops.metrics.fid import fid_from_features
-from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
 from ganops.metrics.kid import kid_from_features
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ganops.metrics.inception import resolve_inception_weights
+from ganops.inception_weights import resolve_inception_weights
 
 
 def half_weights(converted: Path, out: Path) -> None:
@@ -53,7 +53,8 @@ def measure(converted: Path, generator_path: Path, real: Path, count: int) -> No
 
     from ganops.checkpoints import load_generator
     from ganops.data import load_prepared
-    from ganops.metrics.features import build_inception, extract_features
+    from ganops.inception_weights import build_inception
+    from ganops.metrics.features import extract_features
     from ganops.metrics.fid import fid_from_features
     from ganops.models.sampling import generated_batches
 

@@ -239,8 +239,8 @@ def _evaluate_with_scores_captured(
 ) -> dict[str, Any]:
     """``evaluate.run`` on the prepared digits with a tiny generator and a classifier trained
     on ``classifier_dataset``, with the Inception scoring replaced by a spy."""
-    from ganops.metrics.evaluation import Scores
     from ganops.stages import evaluate
+    from ganops.stages.scoring import Scores
 
     data_dir = _prepared(tmp_path, digits)
     model = {"arch": "mlp", "latent_dim": 8, "g_hidden": [16], "conditional": conditional}

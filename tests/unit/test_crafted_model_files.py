@@ -18,6 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from ganops import inception_weights as inception
 from ganops.checkpoints import (
     load_generator,
     load_resumable,
@@ -28,8 +29,7 @@ from ganops.classifier import load_classifier, save_classifier
 from ganops.cli import app
 from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError, DataError, GanopsError
-from ganops.metrics import inception
-from ganops.metrics.features import build_inception
+from ganops.inception_weights import build_inception
 from ganops.models import build_models
 from ganops.models.classifier import Classifier
 from ganops.models.sampling import NonFiniteSamples, generated_batches

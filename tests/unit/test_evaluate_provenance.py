@@ -15,9 +15,9 @@ from ganops import run_reference
 from ganops.checkpoints import save_generator
 from ganops.config import EvaluateConfig, Params, params_from_dict
 from ganops.files import file_sha256, save_torch
-from ganops.metrics.evaluation import Scores
 from ganops.models import build_models
 from ganops.stages import evaluate
+from ganops.stages.scoring import Scores
 
 
 def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tracked: bool) -> Params:
@@ -103,7 +103,7 @@ def test_untracked_evaluate_records_no_run_and_warns_of_nothing(
 def test_the_recorded_inception_weights_are_those_scored_with(tmp_path: Path) -> None:
     """Other (e.g. scaled) weights give another FID: their digest must differ in the record,
     and the scoring must use the very file the digest names."""
-    from ganops.metrics.inception import file_digest
+    from ganops.inception_weights import file_digest
 
     digests = []
     for scale in (1.0, 2.0):

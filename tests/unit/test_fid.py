@@ -16,17 +16,15 @@ from torch import Tensor
 from torchmetrics.image.fid import NoTrainInceptionV3
 
 from ganops.errors import CheckpointError, GanopsError
-from ganops.metrics import fid as fid_module
-from ganops.metrics.features import (
-    FEATURE_DIM,
+from ganops.feature_cache import load_real_features, real_and_fake_features, save_real_features
+from ganops.inception_weights import (
+    FID_HELPER_REQUIREMENT,
     build_inception,
-    load_real_features,
-    real_and_fake_features,
-    save_real_features,
-    to_inception_input,
+    resolve_inception_weights,
 )
+from ganops.metrics import fid as fid_module
+from ganops.metrics.features import FEATURE_DIM, to_inception_input
 from ganops.metrics.fid import fid_from_features, frechet_distance, gaussian_of
-from ganops.metrics.inception import FID_HELPER_REQUIREMENT, resolve_inception_weights
 
 CPU = torch.device("cpu")
 
@@ -204,7 +202,7 @@ def test_unreadable_or_old_caches_are_ignored_with_a_warning(
         path.write_bytes(b"truncated garbage")
     else:  # what ganops wrote before features were cached
         torch.save({"format": "ganops-fid-real-stats-v1", "key": "k", "count": 5}, path)
-    with caplog.at_level(logging.WARNING, logger="ganops.metrics.features"):
+    with caplog.at_level(logging.WARNING, logger="ganops.feature_cache"):
         assert load_real_features(path, "k", expected_count=5) is None
     assert "ignoring" in caplog.text and "recomputing" in caplog.text
 
@@ -358,7 +356,7 @@ def test_an_edited_feature_cache_is_recomputed_not_used(
     blob = torch.load(path, weights_only=True)
     blob["features"][0] = 100.0
     torch.save(blob, path)
-    with caplog.at_level(logging.WARNING, logger="ganops.metrics.features"):
+    with caplog.at_level(logging.WARNING, logger="ganops.feature_cache"):
         assert load_real_features(path, "k", expected_count=5) is None
     assert "do not match its digest" in caplog.text
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from ganops import inception_weights as inception
+from ganops.feature_cache import load_real_features, save_real_features
 from ganops.files import atomic_path, torch_bytes
-from ganops.metrics import inception
-from ganops.metrics.features import load_real_features, save_real_features
-from ganops.metrics.inception import CONVERTER_VERSION, resolve_inception_weights
+from ganops.inception_weights import CONVERTER_VERSION, resolve_inception_weights
 
 
 def killed_while_writing(final: Path, payload: bytes) -> Path:

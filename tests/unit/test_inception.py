@@ -14,20 +14,22 @@ from torch import Tensor, nn
 from torch._dynamo.utils import counters
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+from ganops import inception_weights as inception
 from ganops.config import EvaluateConfig
 from ganops.errors import CheckpointError, GanopsError
 from ganops.files import torch_bytes
-from ganops.metrics import evaluation, inception
-from ganops.metrics.features import CompiledInception, build_inception, extract_features
-from ganops.metrics.fid import fid_from_features
-from ganops.metrics.inception import (
+from ganops.inception_weights import (
     FID_HELPER_REQUIREMENT,
     WEIGHTS_KEY,
+    build_inception,
     convert_fid_helper_weights,
     inception_download_error,
     locate_fid_helper_torchscript,
     resolve_inception_weights,
 )
+from ganops.metrics.features import CompiledInception, extract_features
+from ganops.metrics.fid import fid_from_features
+from ganops.stages import scoring as evaluation
 
 
 @pytest.fixture(scope="module")

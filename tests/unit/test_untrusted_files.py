@@ -10,7 +10,7 @@ import pytest
 from ganops.checkpoints import load_generator
 from ganops.data import load_prepared
 from ganops.errors import GanopsError
-from ganops.metrics.inception import resolve_inception_weights
+from ganops.inception_weights import resolve_inception_weights
 
 
 class RunsCodeOnLoad:

