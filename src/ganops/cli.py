@@ -308,7 +308,7 @@ def sample(
     tracking = ""
     if str(model).startswith("models:/"):
         from ganops.config import TrackingConfig
-        from ganops.tracking.runs import tracking_uri
+        from ganops.tracking.store import tracking_uri
 
         cfg = _params(params).tracking if params.is_file() else TrackingConfig()
         tracking = tracking_uri(cfg, Path.cwd())
@@ -462,12 +462,12 @@ def ui(
     deprecation warnings silenced. A tracking server (http:// or https://) has its own UI:
     the address of its runs table there is printed instead.
     """
-    from ganops.tracking.runs import (
+    from ganops.tracking.store import tracking_uri
+    from ganops.tracking.ui import (
         announce_ui,
         check_port_free,
         serve_ui,
         server_runs_table,
-        tracking_uri,
         ui_command,
     )
 

@@ -230,10 +230,10 @@ def require_scored(metrics: MetricsFile, promotion: Promotion) -> None:
 def probe(promotion: Promotion) -> None:
     """The tracking server must answer within the short probe budget training uses: one that
     never does would hang the promotion after a printed 'pass'."""
-    from ganops.tracking import runs
+    from ganops.tracking import store
 
     try:
-        runs.check_reachable(promotion.run_ref["uri"], timeout=runs.PROBE_TIMEOUT_S)
+        store.check_reachable(promotion.run_ref["uri"], timeout=store.PROBE_TIMEOUT_S)
     except TrackingError as error:
         reason = str(error).split(";")[0]
         raise PromotionError(

@@ -216,9 +216,9 @@ def silent_server() -> Iterator[str]:
 @pytest.fixture
 def quick_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow's HTTP retries, and the probe, kept to what a test can wait for."""
-    from ganops.tracking import runs
+    from ganops.tracking import store
 
-    monkeypatch.setattr(runs, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(store, "PROBE_TIMEOUT_S", 0.5)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
 

@@ -12,7 +12,7 @@ import pytest
 
 from ganops.errors import TrackingError
 from ganops.tracking.outbox import Item, Outbox
-from ganops.tracking.runs import check_reachable
+from ganops.tracking.store import check_reachable
 from tests.conftest import free_port
 
 

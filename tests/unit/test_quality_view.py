@@ -81,7 +81,8 @@ def test_an_evaluation_sets_the_view_and_the_ui_address_opens_it(
 ) -> None:
     import mlflow
 
-    from ganops.tracking.runs import log_to_run, runs_table_url
+    from ganops.tracking.runs import log_to_run
+    from ganops.tracking.ui import runs_table_url
 
     client = mlflow.MlflowClient()
     experiment_id = client.create_experiment("viewed")

@@ -6,7 +6,8 @@ import pytest
 
 from ganops.config import Params, TrackingConfig, params_from_dict
 from ganops.errors import TrackingError
-from ganops.tracking.runs import describe_changes, repo_root, tracking_uri
+from ganops.tracking.runs import describe_changes
+from ganops.tracking.store import repo_root, tracking_uri
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def test_runs_from_dvc_temp_workspaces_land_in_the_root_database(
 
 
 def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> None:
-    from ganops.tracking.runs import check_reachable
+    from ganops.tracking.store import check_reachable
 
     with pytest.raises(TrackingError, match="is a directory"):
         check_reachable(f"sqlite:///{tmp_path}")
@@ -51,7 +52,7 @@ def test_an_unusable_sqlite_store_is_one_clear_error_at_once(tmp_path: Path) -> 
 def test_a_read_only_sqlite_store_is_refused(tmp_path: Path) -> None:
     import os
 
-    from ganops.tracking.runs import check_reachable
+    from ganops.tracking.store import check_reachable
 
     if os.geteuid() == 0:
         pytest.skip("root writes read-only files, so SQLite would too")
@@ -232,7 +233,7 @@ def test_a_resumed_run_goes_on_sampling_system_metrics(
 def test_ui_command_shows_the_store_with_one_quiet_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ganops.tracking.runs import UI_QUIET_WARNINGS, ui_command
+    from ganops.tracking.ui import UI_QUIET_WARNINGS, ui_command
 
     monkeypatch.setenv("PYTHONWARNINGS", "error::ResourceWarning")
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -12,7 +12,7 @@ import pytest
 
 from ganops.config import TrackingConfig
 from ganops.errors import TrackingError
-from ganops.tracking.runs import StoreUriError, check_reachable, tracking_uri
+from ganops.tracking.store import StoreUriError, check_reachable, tracking_uri
 
 
 @pytest.fixture

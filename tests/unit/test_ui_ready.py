@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ganops.tracking.runs import announce_ui, local_address, serve_ui, wait_until_answers
+from ganops.tracking.ui import announce_ui, local_address, serve_ui, wait_until_answers
 
 
 def _free_port() -> int:

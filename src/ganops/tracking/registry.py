@@ -31,7 +31,7 @@ def download_generator(model_uri: str, tracking_uri: str, into: Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from ganops.tracking.runs import _quick_http, check_reachable
+    from ganops.tracking.store import check_reachable, quick_http
 
     match = _MODEL_URI.fullmatch(model_uri)
     if match is None:
@@ -40,7 +40,7 @@ def download_generator(model_uri: str, tracking_uri: str, into: Path) -> Path:
             "(e.g. models:/ganops-generator@champion) or models:/NAME/VERSION"
         )
     name, alias, version = match["name"], match["alias"], match["version"]
-    _quick_http()
+    quick_http()
     check_reachable(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:

@@ -4,19 +4,13 @@ Model Registry. The training loop's logger is ``ganops.tracking.logger``."""
 from __future__ import annotations
 
 import copy
-import errno
-import fcntl
 import functools
 import hashlib
 import logging
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -28,131 +22,20 @@ import torch
 from torch import nn
 
 from ganops import outputs
-from ganops.config import ModelConfig, Params, TrackingConfig, to_flat_dict
-from ganops.errors import GanopsError, Interrupted, TrackingError, UsageError, describe_error
-from ganops.locks import lock_dir
+from ganops.config import ModelConfig, Params, to_flat_dict
+from ganops.errors import Interrupted, TrackingError, describe_error
 from ganops.tracking import quality_view
-
-# MLflow's own HTTP client retries a failed call 7 times over about 4 minutes, blocking the
-# caller. ganops retries in the background itself (``Outbox``), so each MLflow call gives
-# up after a few seconds unless the user set these.
-QUICK_HTTP = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-PROBE_TIMEOUT_S = 5.0
+from ganops.tracking.store import (
+    check_reachable,
+    quick_http,
+    repo_root,
+    sqlite_store_lock,
+    tracking_uri,
+)
 
 
 def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def repo_root(start: Path) -> Path:
-    """The project root, also from inside a DVC temporary workspace.
-
-    ``dvc exp run --temp`` and ``--queue`` run the pipeline in a copy under
-    ``<root>/.dvc/tmp/exps/``; resolving runs to the real root keeps them in one database.
-    """
-    start = start.resolve()
-    parts = start.parts
-    for i in range(len(parts) - 1):
-        if parts[i] == ".dvc" and parts[i + 1] == "tmp":
-            return Path(*parts[:i])
-    # DVC sets DVC_ROOT for every stage it runs; for an experiment in a temporary copy it is
-    # the parent repository's root (dvc.repo.experiments.queue.base), wherever the copy is.
-    dvc_root = os.environ.get("DVC_ROOT")
-    if dvc_root and Path(dvc_root).is_dir():
-        return Path(dvc_root).resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / ".dvc").is_dir() or (candidate / ".git").exists():
-            return candidate
-    return start
-
-
-class StoreUriError(GanopsError):
-    """``tracking.uri`` / ``$MLFLOW_TRACKING_URI`` names a store no run outlives (exit 2;
-    not a ``TrackingError``, so ``tracking.required: false`` does not turn it into a warning)."""
-
-    exit_code = 2
-
-
-# sqlite://<nothing> or sqlite:///:memory: is a database in the process's memory: MLflow's
-# every call opens its own, so nothing logged survives the call.
-_IN_MEMORY = re.compile(r"^sqlite(\+\w+)?://(/:memory:)?(\?.*)?$")
-_SQLITE_PATH = re.compile(r"^(?P<scheme>sqlite(\+\w+)?):///(?P<path>[^?]+)(?P<query>\?.*)?$")
-
-
-def tracking_uri(cfg: TrackingConfig, cwd: Path) -> str:
-    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else SQLite at the repo root.
-
-    A relative SQLite path (``sqlite:///mlflow.db``) is taken from the repo root, not the
-    current directory: under ``dvc exp run --temp`` that is a copy DVC deletes, with the runs
-    in it. An in-memory SQLite store raises ``StoreUriError``.
-    """
-    key, uri = "tracking.uri", cfg.uri
-    if not uri:
-        key, uri = "MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri:
-        return f"sqlite:///{repo_root(cwd) / 'mlflow.db'}"
-    if _IN_MEMORY.match(uri):
-        raise StoreUriError(
-            f"{key} {uri!r} is an in-memory SQLite database: MLflow opens a new, empty one "
-            "for each call, so every run would be lost; name a file (sqlite:///mlflow.db, "
-            "kept at the repo root) or unset it for the default"
-        )
-    found = _SQLITE_PATH.match(uri)
-    if found is None or Path(found["path"]).is_absolute():
-        return uri
-    path = repo_root(cwd) / found["path"]
-    return f"{found['scheme']}:///{path}{found['query'] or ''}"
-
-
-def _quick_http() -> None:
-    for key, value in QUICK_HTTP.items():
-        os.environ.setdefault(key, value)
-
-
-def check_sqlite_store(uri: str) -> None:
-    """Raise ``TrackingError`` at once when a ``sqlite:///`` store cannot work: the path is a
-    directory, its folder is missing, or the file or its folder is read-only (SQLite writes
-    a journal beside the file). MLflow itself retries such a store for minutes, then prints
-    tracebacks."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri.removeprefix("sqlite:///").split("?")[0]).absolute()
-    fix = (
-        "point tracking.uri or MLFLOW_TRACKING_URI at a writable file (a relative "
-        "sqlite:///path is taken from the repo root), or unset both for <repo root>/mlflow.db"
-    )
-    if path.is_dir():
-        raise TrackingError(f"MLflow store {uri}: {path} is a directory, not a file; {fix}")
-    if not path.parent.is_dir():
-        raise TrackingError(f"MLflow store {uri}: folder {path.parent} does not exist; {fix}")
-    unwritable = [p for p in (path, path.parent) if p.exists() and not os.access(p, os.W_OK)]
-    if unwritable:
-        raise TrackingError(f"MLflow store {uri}: {unwritable[0]} is read-only; {fix}")
-
-
-def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise ``TrackingError`` within ``timeout`` seconds when an http(s) tracking server
-    does not answer (any HTTP answer counts: a proxy's 401 is a server that is there), or at
-    once when a SQLite store cannot work (``check_sqlite_store``)."""
-    check_sqlite_store(uri)
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            pass
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({reason}); start it, point "
-            "tracking.uri or MLFLOW_TRACKING_URI at one that runs, or set "
-            "tracking.required: false to go on without tracking"
-        ) from None
 
 
 def attempt(what: str, call: Callable[[], Any]) -> None:
@@ -177,28 +60,6 @@ def _git_commit(root: Path) -> str | None:
     except OSError:
         return None
     return result.stdout.strip() or None
-
-
-@contextmanager
-def sqlite_store_lock(uri: str) -> Iterator[None]:
-    """Hold, blocking, this machine's lock of the SQLite store at ``uri`` (none for another
-    store). MLflow creates and migrates a new store's tables on first use without a lock of
-    its own: two ``dvc exp run --temp`` started at once on a fresh clone both did, and failed
-    ("table experiments already exists"). The first holder creates them; the others wait
-    seconds, then find them."""
-    found = _SQLITE_PATH.match(uri)
-    if found is None:
-        yield
-        return
-    folder = lock_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = hashlib.sha256(str(Path(found["path"]).absolute()).encode()).hexdigest()[:24]
-    with open(folder / f"mlflow-store-{key}.lock", "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released by the kernel however the holder ends
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _experiment_id(name: str, uri: str, root: Path) -> str:
@@ -261,7 +122,7 @@ def training_run(
 
     root = repo_root(cwd)
     uri = tracking_uri(params.tracking, cwd)
-    _quick_http()
+    quick_http()
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     # MLflow's INFO lines here ("Creating initial MLflow database tables", "Skip logging GPU
@@ -631,7 +492,7 @@ def promote(run_ref: dict[str, str], registered_name: str) -> str:
 
     from ganops.errors import DataError
 
-    _quick_http()
+    quick_http()
     check_reachable(run_ref["uri"])
     client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
     try:
@@ -677,7 +538,7 @@ def log_to_run(
 
     from ganops.metrics.names import family_of
 
-    _quick_http()
+    quick_http()
     check_reachable(run_ref["uri"])
     client = mlflow.MlflowClient(tracking_uri=run_ref["uri"])
     stamp = int(datetime.now(timezone.utc).timestamp() * 1000)
@@ -751,180 +612,3 @@ def _model_not_logged(reason: str, *, registered_name: str) -> None:
         f"warning: tracking: could not log the generator as an MLflow model ({reason})"
         f"{registered}{dropped}; the generator file in models/ is unaffected"
     )
-
-
-# MLflow's server imports starlette.middleware.wsgi, which warns on import in every worker
-# process; the warning is for MLflow's developers, not for someone opening the UI.
-UI_QUIET_WARNINGS = "ignore:starlette.middleware.wsgi is deprecated"
-
-
-def ui_command(uri: str, *, host: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """The ``mlflow ui`` command line (and its environment) that shows the store at ``uri``:
-    one worker (the UI of one person's store needs no more, and each would print its start-up
-    lines), MLflow's own deprecation warnings silenced."""
-    check_sqlite_store(uri)
-    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
-    argv += ["--host", host, "--port", str(port), "--workers", "1"]
-    env = dict(os.environ)
-    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), UI_QUIET_WARNINGS]))
-    return argv, env
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Fail before starting the UI when ``host:port`` cannot be listened on: MLflow's own
-    server prints the bind error among its start-up lines and exits 0."""
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-            probe.bind(address)
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            raise UsageError(
-                f"port {port} on {host} is in use (another `ganops ui` or `mlflow ui`?); stop "
-                f"it, or pick another with --port {port + 1}"
-            ) from None
-        raise UsageError(
-            f"cannot listen on {host}:{port} ({describe_error(error)}); fix --host or --port"
-        ) from None
-
-
-def serve_ui(
-    argv: list[str],
-    env: dict[str, str],
-    *,
-    grace: float = 15.0,
-    on_started: Callable[[], object] | None = None,
-) -> int:
-    """Run the UI command until it ends or ganops gets SIGINT (Ctrl-C), SIGTERM or SIGHUP,
-    which stop its whole process group (MLflow's server and its workers), so nothing keeps
-    serving after ganops is gone. ``on_started`` runs in a daemon thread once the command has
-    started (to wait for the server and say where it is). Returns its exit code: 0 after
-    Ctrl-C, 128 + N after signal N."""
-    import threading
-
-    child = subprocess.Popen(argv, env=env, start_new_session=True)
-    if on_started is not None:
-        threading.Thread(target=on_started, name="ganops-ui-ready", daemon=True).start()
-    received: list[int] = []
-
-    def stop(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        _signal_group(child.pid, signal.SIGTERM)
-
-    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, stop) for signum in stopping}
-    try:
-        code = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        _end_group(child, grace)
-    if received:
-        return 0 if received[0] == signal.SIGINT else 128 + received[0]
-    return code
-
-
-def _signal_group(group: int, signum: int) -> bool:
-    """Send ``signum`` to a process group; False when none of it is left."""
-    try:
-        os.killpg(group, signum)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _end_group(child: subprocess.Popen[bytes], grace: float) -> None:
-    """Stop what is left of ``child``'s process group (workers outlive their parent): SIGTERM,
-    then SIGKILL after ``grace`` seconds."""
-    import time
-
-    if child.poll() is None:
-        _signal_group(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _signal_group(child.pid, 0):
-        if time.monotonic() > deadline:
-            _signal_group(child.pid, signal.SIGKILL)
-            break
-        time.sleep(0.2)
-    child.wait()
-
-
-def local_address(host: str) -> str:
-    """The address this machine reaches a server on that listens on ``host``: a wildcard
-    (0.0.0.0, ::) is not an address to connect to, its loopback is."""
-    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(
-        host, f"[{host}]" if ":" in host else host
-    )
-
-
-def wait_until_answers(url: str, *, timeout: float, interval: float = 0.5) -> bool:
-    """Poll ``url`` until it answers HTTP 200 (True) or ``timeout`` seconds pass (False)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=max(interval, 1.0)) as response:
-                if response.status == 200:
-                    return True
-        except (OSError, ValueError):  # refused, reset, HTTP error, timeout: not up yet
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def runs_table_url(base: str, uri: str, experiment: str) -> str | None:
-    """The MLflow UI page of ``experiment``'s runs table on the server at ``base``, or None
-    when the store at ``uri`` has no such experiment (no run logged yet). The route is
-    MLflow 3's ``experimentPageTabRuns`` (/experiments/:experimentId/runs, hash router),
-    opened on the quality view once an evaluation has set it (``quality_view``)."""
-    import mlflow
-
-    try:
-        found = mlflow.MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
-    except Exception:  # an unreadable store: the UI still shows its root page
-        return None
-    if found is None:
-        return None
-    view = quality_view.query(found.tags)
-    return f"{base}/#/experiments/{found.experiment_id}/runs{view}"
-
-
-def server_runs_table(uri: str, experiment: str) -> str:
-    """The runs table of ``experiment`` on the tracking server at ``uri`` (which serves its
-    own UI), or the server's address when it does not answer or has no such experiment."""
-    try:
-        check_reachable(uri)
-    except TrackingError:
-        return uri
-    _quick_http()
-    return runs_table_url(uri.rstrip("/"), uri, experiment) or uri
-
-
-def announce_ui(
-    *, host: str, port: int, uri: str, experiment: str, timeout: float = 90.0
-) -> Callable[[], None]:
-    """A ``serve_ui`` ``on_started`` callback: wait until the UI at ``host:port`` answers,
-    then print the address of ``experiment``'s runs table (the root page if it has none)."""
-    base = f"http://{local_address(host)}:{port}"
-
-    def announce() -> None:
-        if not wait_until_answers(f"{base}/health", timeout=timeout):
-            print(
-                f"warning: the MLflow UI on {base} did not answer within {timeout:.0f} s; "
-                "it is still starting or failed (its own lines above say which; Ctrl-C stops it)",
-                file=sys.stderr,
-                flush=True,
-            )
-            return
-        table = runs_table_url(base, uri, experiment)
-        where = (
-            f"no run of experiment {experiment!r} logged yet"
-            if table is None
-            else f"runs of {experiment!r} at {table}"
-        )
-        print(f"MLflow UI on {base} for {uri}: {where} (Ctrl-C stops it)", flush=True)
-
-    return announce
