@@ -47,7 +47,11 @@ EpochScore = Callable[[nn.Module, int], dict[str, float]]
 
 
 def keeping_best(
-    evaluate_epoch: EpochScore, params: Params, *, models_dir: Path, earlier: Iterable[float] = ()
+    evaluate_epoch: EpochScore,
+    model: ModelConfig,
+    *,
+    models_dir: Path,
+    earlier: Iterable[float] = (),
 ) -> EpochScore:
     """``evaluate_epoch`` that also saves the generator of the lowest fcd so far as
     ``models_dir/generator_best.pt`` (model selection by quality); ``earlier``: the fcd of a
@@ -58,18 +62,18 @@ def keeping_best(
         quality = evaluate_epoch(generator, epoch)
         if quality and quality["fcd"] < best[0]:
             best[0] = quality["fcd"]
-            save_generator(generator, params, path=models_dir / BEST_GENERATOR)
+            save_generator(generator, model, path=models_dir / BEST_GENERATOR)
         return quality
 
     return evaluate
 
 
-def save_generator(generator: nn.Module, params: Params, *, path: Path) -> None:
+def save_generator(generator: nn.Module, model: ModelConfig, *, path: Path) -> None:
     """The generator alone (EMA weights when enabled) with the config that rebuilds it."""
     save_torch(
         {
             "format": GENERATOR_FORMAT,
-            "model": dataclasses.asdict(params.model),
+            "model": dataclasses.asdict(model),
             "state_dict": generator.state_dict(),
         },
         path,

@@ -119,7 +119,7 @@ def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
     from ganops.models import build_models
 
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})
-    save_generator(build_models(params.model)[0], params, path=tmp_path / "g.pt")
+    save_generator(build_models(params.model)[0], params.model, path=tmp_path / "g.pt")
     result = ganops("sample", "--model", "g.pt", "--digit", "3", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr

@@ -58,7 +58,9 @@ def test_untrained_generator_fails_the_smoke_gate(tmp_path: Path, mnist_dir: Pat
     torch.manual_seed(0)
     params = params_from_dict(raw)
     (tmp_path / "models").mkdir()
-    save_generator(build_models(params.model)[0], params, path=tmp_path / "models" / "generator.pt")
+    save_generator(
+        build_models(params.model)[0], params.model, path=tmp_path / "models" / "generator.pt"
+    )
     classifier = "outputs/classifier/classifier.pt"
     evaluated = ganops("evaluate", "--classifier", classifier, cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr

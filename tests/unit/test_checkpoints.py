@@ -87,7 +87,7 @@ def test_weights_of_another_architecture_are_named_with_the_stored_one(tmp_path:
     """A generator file whose weights are a DCGAN's but whose config says MLP."""
     dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
     path = tmp_path / "generator.pt"
-    save_generator(build_models(dcgan.model)[0], dcgan, path=path)
+    save_generator(build_models(dcgan.model)[0], dcgan.model, path=path)
     blob = torch.load(path, weights_only=True)
     blob["model"]["arch"] = "mlp"
     torch.save(blob, path)
@@ -104,7 +104,7 @@ def test_a_generator_of_another_architecture_than_params_yaml_loads_as_saved(
     """sample/evaluate rebuild the network from the file, not from params.yaml."""
     dcgan = params_from_dict({"model": {"arch": "dcgan", "dcgan_channels": 8}})
     path = tmp_path / "generator.pt"
-    save_generator(build_models(dcgan.model)[0], dcgan, path=path)
+    save_generator(build_models(dcgan.model)[0], dcgan.model, path=path)
     generator, model_cfg = load_generator(path)
     assert model_cfg.arch == "dcgan"
     assert generator(torch.randn(3, model_cfg.latent_dim)).shape == (3, 1, 28, 28)
@@ -124,7 +124,7 @@ def test_a_generator_with_nan_weights_is_refused(tmp_path: Path) -> None:
     with torch.no_grad():
         next(generator.parameters())[0] = float("nan")
     path = tmp_path / "generator.pt"
-    save_generator(generator, params, path=path)
+    save_generator(generator, params.model, path=path)
     with pytest.raises(CheckpointError, match="NaN or inf"):
         load_generator(path)
 

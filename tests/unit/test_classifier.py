@@ -75,7 +75,7 @@ def test_saved_classifier_loads_back_identical(
 
 def test_a_generator_file_is_not_a_classifier(tmp_path: Path) -> None:
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})
-    save_generator(build_models(params.model)[0], params, path=tmp_path / "g.pt")
+    save_generator(build_models(params.model)[0], params.model, path=tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match=r"format 'ganops-generator/1', expected 'ganops-c"):
         load_classifier(tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match="run `ganops classifier`"):
@@ -247,7 +247,9 @@ def _evaluate_with_scores_captured(
     params = params_from_dict(
         {"model": model, "evaluate": {"num_samples": 16}, "tracking": {"enabled": False}}
     )
-    save_generator(build_models(params.model)[0], params, path=tmp_path / "models" / "generator.pt")
+    save_generator(
+        build_models(params.model)[0], params.model, path=tmp_path / "models" / "generator.pt"
+    )
     save_classifier(
         Classifier(), tmp_path / "classifier.pt", dataset_sha256=classifier_dataset, accuracy=1.0
     )

@@ -155,7 +155,7 @@ def _generator_file(
     with torch.no_grad():
         edit(state)
     generator.load_state_dict(state)
-    save_generator(generator, params, path=path)
+    save_generator(generator, params.model, path=path)
     return path
 
 

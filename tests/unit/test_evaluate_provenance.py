@@ -33,7 +33,9 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, tracked: bool) ->
     params = params_from_dict(
         {"model": model, "evaluate": evaluation, "tracking": {"enabled": tracked}}
     )
-    save_generator(build_models(params.model)[0], params, path=tmp_path / "models/generator.pt")
+    save_generator(
+        build_models(params.model)[0], params.model, path=tmp_path / "models/generator.pt"
+    )
 
     def scores(batches: Any, real: Tensor, **kwargs: Any) -> Scores:
         assert sum(len(batch) for batch in batches) == 8

@@ -100,7 +100,7 @@ def test_any_baseline_revision_is_a_revision_or_one_error(revision: str) -> None
 def _tiny_generator(folder: Path) -> Path:
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})
     path = folder / "generator.pt"
-    save_generator(build_models(params.model)[0], params, path=path)
+    save_generator(build_models(params.model)[0], params.model, path=path)
     return path
 
 

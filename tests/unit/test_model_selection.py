@@ -28,7 +28,7 @@ def _scores(values: list[float]) -> Callable[[nn.Module, int], dict[str, float]]
 
 def test_the_lowest_fcd_epochs_generator_is_kept(tmp_path: Path) -> None:
     generator, _ = build_models(PARAMS.model)
-    evaluate = keeping_best(_scores([5.0, 3.0, 4.0]), PARAMS, models_dir=tmp_path)
+    evaluate = keeping_best(_scores([5.0, 3.0, 4.0]), PARAMS.model, models_dir=tmp_path)
     weights = []
     for epoch in (1, 2, 3):
         with torch.no_grad():
@@ -42,7 +42,7 @@ def test_the_lowest_fcd_epochs_generator_is_kept(tmp_path: Path) -> None:
 
 def test_a_resumed_run_remembers_its_best_score(tmp_path: Path) -> None:
     generator, _ = build_models(PARAMS.model)
-    evaluate = keeping_best(_scores([3.0]), PARAMS, models_dir=tmp_path, earlier=[2.0])
+    evaluate = keeping_best(_scores([3.0]), PARAMS.model, models_dir=tmp_path, earlier=[2.0])
     evaluate(generator, 2)
     assert not (tmp_path / BEST_GENERATOR).exists()  # 3.0 is worse than the earlier 2.0
 
@@ -63,7 +63,7 @@ def test_loading_model_files_draws_no_random_numbers(tmp_path: Path) -> None:
     from ganops.models.classifier import Classifier
 
     save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)
-    save_generator(build_models(PARAMS.model)[0], PARAMS, path=tmp_path / GENERATOR)
+    save_generator(build_models(PARAMS.model)[0], PARAMS.model, path=tmp_path / GENERATOR)
     torch.manual_seed(0)
     expected = torch.rand(4)
     torch.manual_seed(0)

@@ -59,7 +59,7 @@ def _generator_file(tmp_path: Path, conditional: bool) -> Path:
         }
     )
     path = tmp_path / "generator.pt"
-    save_generator(build_models(params.model)[0], params, path=path)
+    save_generator(build_models(params.model)[0], params.model, path=path)
     return path
 
 

@@ -190,7 +190,7 @@ def generator_file(tmp_path: Path) -> Path:
         {"model": {"arch": "mlp", "latent_dim": 8, "g_hidden": [16], "d_hidden": [16]}}
     )
     path = tmp_path / "generator.pt"
-    save_generator(build_models(params.model)[0], params, path=path)
+    save_generator(build_models(params.model)[0], params.model, path=path)
     return path
 
 

@@ -138,7 +138,7 @@ def test_ganops_sample_draws_the_champion_by_its_model_uri(
     params = _params("sampled-gen")
     generator = build_models(params.model)[0].eval()
     path = tmp_path / "models" / "generator.pt"
-    save_generator(generator, params, path=path)
+    save_generator(generator, params.model, path=path)
     with mlflow.start_run():
         log_training_outputs([path], 1.0, generator=lambda: generator, params=params)
     client = mlflow.MlflowClient()

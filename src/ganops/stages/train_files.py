@@ -116,7 +116,7 @@ def keep_snapshot(
     rows kept are those of earlier steps whose file is there: after a resume, the steps a
     killed session went past are snapshotted again."""
     name = snapshot_name(loop.step)
-    save_generator(gan.sampler, params, path=directory / name)
+    save_generator(gan.sampler, params.model, path=directory / name)
     rows = [row for row in snapshot_rows(directory) if int(row["step"]) < loop.step]
     # The epoch this step belongs to: at an epoch's end the loop already names the next one.
     epoch = loop.epoch if loop.batch else loop.epoch - 1
@@ -163,7 +163,7 @@ def best_keeping_scorer(
     if score is None:
         return None
     earlier = [row["fcd"] for row in (state.quality if state else []) if "fcd" in row]
-    return keeping_best(score, params, models_dir=models_dir, earlier=earlier)
+    return keeping_best(score, params.model, models_dir=models_dir, earlier=earlier)
 
 
 def write_outputs(
@@ -178,7 +178,7 @@ def write_outputs(
     """The finished run's generator, run reference, curves and sample grid; with a
     ``run_ref`` (tracking on), their MLflow copies and the scored generator as a model."""
     sampler, last = result.gan.sampler, models_dir / outputs.GENERATOR
-    save_generator(sampler, params, path=last)
+    save_generator(sampler, params.model, path=last)
     # Before any upload: a signal during the uploads must not leave the old run's reference
     # beside the new generator.
     generators = [last, models_dir / outputs.BEST_GENERATOR]
