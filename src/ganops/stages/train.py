@@ -51,6 +51,7 @@ def run(
     ``classifier``, score samples every train.score_every (and keep the best generator).
     An unfinished run's checkpoint is also kept in a folder of ``resume_dir`` until it ends.
     Under ``torchrun --nproc-per-node N`` it trains with DDP; only rank 0 writes and tracks."""
+    # --- Where and how: processes, device, precision; every output writable before any work.
     replicas = distributed.from_env()
     distributed.check_batch_size(params.train.batch_size, replicas)
     device = distributed.device_for(resolve_device(params.train.device, "train.device"), replicas)
@@ -63,6 +64,7 @@ def run(
     precision, why = resolved_precision(
         "train.precision", params.train.precision, device=device, show=main
     )
+    # --- Resume or start: the interrupted run's checkpoint (its slot outside models/), if any.
     data = load_training_set(data_dir)
     slot = kept_checkpoint.slot_for(resume_dir, params, data_id=data.data_id, models_dir=models_dir)
     resume = _resume(
@@ -74,6 +76,7 @@ def run(
         fresh=fresh,
         main=main,
     )
+    # --- What the MLflow run records of this session (the params are logged whole).
     tags = {"dataset": data.dataset, "dataset_sha256": data.dataset_sha256}
     tags |= {"device": str(device), "processes": str(replicas.world_size)}  # > 1: DDP
     tags["cuda_graph"] = str(graphed).lower()
@@ -96,12 +99,14 @@ def run(
             sizes = {name: sum(p.numel() for p in getattr(gan, name).parameters())
                      for name in ("generator", "discriminator")}  # fmt: skip
             print(", ".join(f"{name} {size:,} parameters" for name, size in sizes.items()))
+        # --- Open the run: a new MLflow run, or the interrupted one again.
         run_id = resume.get("run_id") if resume else None
         step = state.step if state else None
         logger, ref = stack.enter_context(
             training_logger(params, tags, run_id=run_id, resumed_step=step, enabled=main)
         )
 
+        # --- Hooks: checkpoints (the slot, then models/) and the per-epoch scorer.
         def writer(path: Path) -> Callable[..., None]:
             return checkpoint_writer(
                 gan,
@@ -136,6 +141,7 @@ def run(
                 state=state,
             )
             hooks.evaluate_epoch = scorer or hooks.evaluate_epoch
+        # --- Train: the library's loop; SIGINT/SIGTERM stop it after a checkpoint.
         with stop_on_signals() as stop:  # only around the loop: uploads can still be cut short
             hooks.should_stop = stop
             try:
@@ -151,6 +157,7 @@ def run(
                 )
             except Interrupted as error:
                 raise Interrupted(f"{error}{_how_to_resume(slot)}") from None
+        # --- Write outputs (rank 0): the final checkpoint, generator, curves, run reference.
         if not main:
             return result.state
         writer(models_dir / outputs.CHECKPOINT)(result.state, complete=True)
