@@ -4,10 +4,9 @@ experiment, and whether it was scored the same way as the file gated against it.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from ganops.errors import DataError
+from ganops.errors import DataError, warn
 from ganops.metrics_file import MetricsFile, parse_metrics
 
 EXPS_NAMESPACE = "refs/exps"
@@ -101,10 +100,9 @@ def compare_scoring(current: MetricsFile, base: MetricsFile, shown: str) -> str:
     older = [f.source for f in (current, base) if f.scored is None]
     if older:
         verb = "records" if len(older) == 1 else "record"
-        print(
-            f"warning: {' and '.join(older)} {verb} no dataset or Inception weights (written "
-            "before ganops recorded them): cannot check that the two were scored alike",
-            file=sys.stderr,
+        warn(
+            f"{' and '.join(older)} {verb} no dataset or Inception weights (written "
+            "before ganops recorded them): cannot check that the two were scored alike"
         )
         return ""
     for key, what in (("dataset", "dataset"), ("inception_weights", "Inception weights")):
@@ -116,10 +114,9 @@ def compare_scoring(current: MetricsFile, base: MetricsFile, shown: str) -> str:
             )
     line = f"baseline {shown}: {_how(base)}; this run: {_how(current)}\n"
     if current.scored_value("precision") != base.scored_value("precision"):
-        print(
-            "warning: the two were scored at different evaluate.precision; FID moves with it "
-            "(benchmarks/RESULTS.md), so a small difference may be the precision's",
-            file=sys.stderr,
+        warn(
+            "the two were scored at different evaluate.precision; FID moves with it "
+            "(benchmarks/RESULTS.md), so a small difference may be the precision's"
         )
     return line
 

@@ -1,12 +1,24 @@
-"""User-facing errors: each one becomes a single line on stderr and a non-zero exit code."""
+"""User-facing errors: each one becomes a single line on stderr and a non-zero exit code;
+and ``warn``, the one channel of warnings (a line on stderr that does not stop the command)."""
 
 from __future__ import annotations
 
 import difflib
 import errno
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+
+def say(line: str) -> None:
+    """One line on stderr, at once (not on stdout: a command's output stays clean)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """The one warning channel: ``warning: <message>`` as one stderr line."""
+    say(f"warning: {message}")
 
 
 class GanopsError(Exception):

@@ -7,14 +7,13 @@ the generated images' features, through the same network.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ganops.errors import describe_error
+from ganops.errors import describe_error, warn
 from ganops.files import save_torch
 from ganops.inception_weights import build_inception
 from ganops.metrics.features import (
@@ -24,7 +23,6 @@ from ganops.metrics.features import (
     tensor_digest,
 )
 
-_log = logging.getLogger(__name__)
 _CACHE_FORMAT = "ganops-real-features-v3"
 
 
@@ -56,15 +54,13 @@ def load_real_features(path: Path, key: str, expected_count: int) -> Tensor | No
         fits = data["format"] == _CACHE_FORMAT and features.shape[1:] == (FEATURE_DIM,)
         intact = fits and data["features_sha256"] == tensor_digest(features)
     except Exception as error:  # any unreadable file just means "recompute"
-        _log.warning(
-            "ignoring unreadable feature cache %s (%s); recomputing", path, describe_error(error)
-        )
+        warn(f"ignoring unreadable feature cache {path} ({describe_error(error)}); recomputing")
         return None
     if not fits:
-        _log.warning("ignoring feature cache %s in an unknown layout; recomputing", path)
+        warn(f"ignoring feature cache {path} in an unknown layout; recomputing")
         return None
     if not intact:
-        _log.warning("ignoring feature cache %s: its features do not match its digest", path)
+        warn(f"ignoring feature cache {path}: its features do not match its digest")
         return None
     return features if data["key"] == key and len(features) == expected_count else None
 

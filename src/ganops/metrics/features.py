@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from ganops.errors import describe_error
+from ganops.errors import describe_error, warn
 
-_log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
 
 
@@ -96,10 +95,9 @@ class CompiledInception:
         except torch.OutOfMemoryError:
             raise  # not a compiler failure: eager would run out of memory too
         except Exception as error:  # the compiler's errors have no common base class
-            _log.warning(
-                "cannot compile Inception (%s); running it eagerly (set evaluate.compile "
-                "to 'never' to skip the attempt)",
-                describe_error(error),
+            warn(
+                f"cannot compile Inception ({describe_error(error)}); running it eagerly (set "
+                "evaluate.compile to 'never' to skip the attempt)"
             )
             self._compiled = None
         finally:

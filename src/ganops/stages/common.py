@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
 from ganops.devices import precision_warning, resolve_precision
-from ganops.errors import DeviceError
+from ganops.errors import DeviceError, warn
 
 
 def resolve_device(name: str, key: str) -> torch.device:
@@ -29,5 +27,5 @@ def resolved_precision(
     if show:
         print(f"{key}: {reason}")
         if slow := precision_warning(key, precision, device=device):
-            print(f"warning: {slow}", file=sys.stderr)
+            warn(slow)
     return precision, reason

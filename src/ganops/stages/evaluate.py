@@ -8,7 +8,6 @@ precision/recall; the class-metrics classifier gives the class report and ``fcd_
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, Params
 from ganops.data import META_FILE, load_prepared, read_meta, require_images
-from ganops.errors import DataError
+from ganops.errors import DataError, warn
 from ganops.files import ensure_writable, file_sha256, write_json, write_text
 from ganops.metrics.classes import classes_csv, expected_class_share
 from ganops.metrics.kid import whole_sets
@@ -123,11 +122,10 @@ def run(
     # In the suite's order, FID first: `dvc exp show` and `dvc metrics show` keep it.
     write_json(document, out_dir / (outputs.FLOOR if floor else outputs.METRICS), sort_keys=False)
     if tracked and run_ref is None:
-        print(
-            f"warning: tracking: the metrics were not logged to MLflow: {train_dir} records no "
+        warn(
+            f"tracking: the metrics were not logged to MLflow: {train_dir} records no "
             "tracked training run for this generator (no mlflow_run.json, or one of an "
-            "untracked training); train with tracking.enabled: true to log them",
-            file=sys.stderr,
+            "untracked training); train with tracking.enabled: true to log them"
         )
     if run_ref is not None:
         from ganops.tracking.runs import attempt, log_to_run

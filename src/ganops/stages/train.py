@@ -9,7 +9,6 @@ checkpoint is kept outside it too (``ganops.kept_checkpoint``).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,7 +19,7 @@ from ganops import kept_checkpoint, outputs
 from ganops.config import Params
 from ganops.data import load_training_set
 from ganops.devices import resumed_precision_warning
-from ganops.errors import Interrupted
+from ganops.errors import Interrupted, warn
 from ganops.files import ensure_writable
 from ganops.stages.common import resolve_device, resolved_precision
 from ganops.stages.train_files import (
@@ -85,7 +84,7 @@ def run(
     if main and (
         moved := resumed_precision_warning(saved_precision, precision=precision, reason=why)
     ):
-        print(f"warning: {moved}", file=sys.stderr)
+        warn(moved)
     # Training time of the whole run: a resumed run adds the interrupted sessions' time.
     earlier, started = earlier_seconds(resume), time.monotonic()
 

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 
 from ganops.config import Params
-from ganops.errors import TrackingError
+from ganops.errors import TrackingError, say, warn
 from ganops.images import VIEW_SCALE, grid_array
 from ganops.tracking.outbox import Item, Outbox
-from ganops.tracking.runs import training_run, warn
+from ganops.tracking.runs import training_run
 from ganops.training.loop import NullLogger, TrainLogger
 
 
@@ -30,7 +30,7 @@ class MlflowLogger:
         self.run_id = run_id
         self._client = mlflow.MlflowClient()
         # 100 points of 5 metrics per request: under MLflow's limit of 1000 per log_batch.
-        self._outbox = Outbox(self._send, max_batch=100, warn=warn, **outbox_options)
+        self._outbox = Outbox(self._send, max_batch=100, warn=say, **outbox_options)
 
     def _send(self, items: list[Item]) -> None:
         from mlflow.entities import Metric
@@ -59,7 +59,7 @@ class MlflowLogger:
         unsent = self._outbox.close(timeout)
         if unsent:
             warn(
-                f"warning: tracking: {len(unsent)} logging call(s) could not be sent to MLflow "
+                f"tracking: {len(unsent)} logging call(s) could not be sent to MLflow "
                 f"(first: {unsent[0].what}, last: {unsent[-1].what}); the checkpoint, models "
                 "and outputs/train/losses.csv hold everything"
             )
@@ -95,7 +95,7 @@ def training_logger(
         except TrackingError as error:
             if params.tracking.required:
                 raise
-            warn(f"warning: {error}; training without tracking (tracking.required is false)")
+            warn(f"{error}; training without tracking (tracking.required is false)")
             yield NullLogger(), {}
             return
         logger = MlflowLogger(run_ref["run_id"])

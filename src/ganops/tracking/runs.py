@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ from torch import nn
 
 from ganops import outputs
 from ganops.config import ModelConfig, Params, to_flat_dict
-from ganops.errors import Interrupted, TrackingError, describe_error
+from ganops.errors import Interrupted, TrackingError, describe_error, warn
 from ganops.tracking import quality_view
 from ganops.tracking.store import (
     check_reachable,
@@ -34,17 +33,13 @@ from ganops.tracking.store import (
 )
 
 
-def warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def attempt(what: str, call: Callable[[], Any]) -> None:
     """Run one tracking call; on failure warn (naming ``what``) instead of raising, so a
     tracking problem never costs outputs that are already on disk."""
     try:
         call()
     except Exception as error:  # whatever the store or the network raised
-        warn(f"warning: tracking: could not log {what} ({describe_error(error)})")
+        warn(f"tracking: could not log {what} ({describe_error(error)})")
 
 
 def _git_commit(root: Path) -> str | None:
@@ -92,7 +87,7 @@ def _run_exists(run_id: str) -> bool:
         return False
     if run.info.lifecycle_stage == "deleted":
         warn(
-            f"warning: tracking: run {run_id} of the interrupted training was deleted in "
+            f"tracking: run {run_id} of the interrupted training was deleted in "
             "MLflow; the resumed training logs to a new run, without the metrics of the "
             "steps before the interruption (outputs/train/losses.csv keeps every step)"
         )
@@ -244,7 +239,7 @@ def _mark_replayed(run_id: str, step: int) -> None:
     earlier = client.get_run(run_id).data.tags.get(REPLAYED_TAG)
     mlflow.set_tag(REPLAYED_TAG, f"{earlier},{span}" if earlier else span)
     warn(
-        f"warning: tracking: run {run_id} holds points of steps {span} from the session that "
+        f"tracking: run {run_id} holds points of steps {span} from the session that "
         f"was killed after its last checkpoint (step {step}); they are trained again, and "
         f"MLflow keeps both in its curves (tagged {REPLAYED_TAG}); "
         "outputs/train/losses.csv will hold this run's only"
@@ -276,7 +271,7 @@ def _changed_since_start(run_id: str, params: Params) -> dict[str, str]:
     if changed:
         listed = ", ".join(f"{key}={value} (was {logged[key]})" for key, value in changed.items())
         warn(
-            f"warning: tracking: run {run_id} resumes with {listed}; its params keep the "
+            f"tracking: run {run_id} resumes with {listed}; its params keep the "
             f"start's values, the new ones are tagged {RESUMED_TAG_PREFIX}<key>"
         )
     return {RESUMED_TAG_PREFIX + key: value for key, value in changed.items()}
@@ -324,9 +319,7 @@ def end_orphaned_runs(experiment_id: str, keep: str | None = None) -> list[str]:
 
     attempt("the end of runs whose process is gone", sweep)
     for run_id in ended:
-        warn(
-            f"warning: tracking: run {run_id} was left RUNNING by a process that is gone; marked KILLED"
-        )
+        warn(f"tracking: run {run_id} was left RUNNING by a process that is gone; marked KILLED")
     return ended
 
 
@@ -609,6 +602,6 @@ def _model_not_logged(reason: str, *, registered_name: str) -> None:
             )
     registered = f", nor registered it as {registered_name!r}" if registered_name else ""
     warn(
-        f"warning: tracking: could not log the generator as an MLflow model ({reason})"
+        f"tracking: could not log the generator as an MLflow model ({reason})"
         f"{registered}{dropped}; the generator file in models/ is unaffected"
     )

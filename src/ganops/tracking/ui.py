@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from ganops.errors import TrackingError, UsageError, describe_error
+from ganops.errors import TrackingError, UsageError, describe_error, warn
 from ganops.tracking import quality_view
 from ganops.tracking.store import check_reachable, check_sqlite_store, quick_http
 
@@ -177,11 +177,9 @@ def announce_ui(
 
     def announce() -> None:
         if not wait_until_answers(f"{base}/health", timeout=timeout):
-            print(
-                f"warning: the MLflow UI on {base} did not answer within {timeout:.0f} s; "
-                "it is still starting or failed (its own lines above say which; Ctrl-C stops it)",
-                file=sys.stderr,
-                flush=True,
+            warn(
+                f"the MLflow UI on {base} did not answer within {timeout:.0f} s; "
+                "it is still starting or failed (its own lines above say which; Ctrl-C stops it)"
             )
             return
         table = runs_table_url(base, uri, experiment)

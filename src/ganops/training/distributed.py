@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ganops.errors import GanopsError
+from ganops.errors import GanopsError, warn
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
@@ -145,11 +144,10 @@ def wrap(module: nn.Module, device: torch.device, *, name: str) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     if sync_batchnorm(module, device) and torch.distributed.get_rank() == 0:
-        print(
-            f"warning: the {name} has BatchNorm and PyTorch has no SyncBatchNorm on the CPU: "
+        warn(
+            f"the {name} has BatchNorm and PyTorch has no SyncBatchNorm on the CPU: "
             "each process normalises by the statistics of its own batch slice, so this run "
-            "is not the single-process one (it is on GPUs)",
-            file=sys.stderr,
+            "is not the single-process one (it is on GPUs)"
         )
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)

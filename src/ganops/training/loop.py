@@ -19,7 +19,6 @@ is replayed from a CUDA graph (``ganops.training.cuda_graphs``, ``train.cuda_gra
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 
 from ganops.config import TrainConfig
 from ganops.devices import resolve_precision
-from ganops.errors import CheckpointError, GanopsError, Interrupted
+from ganops.errors import CheckpointError, GanopsError, Interrupted, warn
 from ganops.models.sampling import sample_images
 from ganops.training.cuda_graphs import GraphedIteration, set_capturable, use_cuda_graph
 from ganops.training.distributed import Replicas
@@ -141,11 +140,10 @@ def _restore_rng(rng: torch.Generator, state: LoopState, cfg: TrainConfig) -> No
         rng.set_state(state.rng_state.cpu())
     except RuntimeError:
         rng.manual_seed(hash((cfg.seed, state.step)) % 2**63)
-        print(
-            f"warning: the checkpoint's random state is not a {rng.device.type} generator's "
+        warn(
+            f"the checkpoint's random state is not a {rng.device.type} generator's "
             f"(it was saved on another kind of device); the loop's random stream restarts "
-            f"from seed {cfg.seed} and step {state.step}",
-            file=sys.stderr,
+            f"from seed {cfg.seed} and step {state.step}"
         )
 
 
