@@ -30,7 +30,7 @@ import torch
 
 import ganops
 from ganops.config import ClassifierConfig
-from ganops.data import load_split
+from ganops.idx_files import load_split
 from ganops.models.classifier import Classifier, accuracy, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from ganops.config import ModelConfig
-from ganops.data import load_split
 from ganops.errors import GanopsError
 from ganops.feature_cache import real_and_fake_features
+from ganops.idx_files import load_split
 from ganops.inception_weights import weights_fingerprint
 from ganops.metrics.suite import inception_metrics
 from ganops.models import build_models

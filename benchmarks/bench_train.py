@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganops.config import ModelConfig, TrainConfig
-from ganops.data import normalize, read_idx
 from ganops.errors import GanopsError
+from ganops.idx_files import normalize, read_idx
 from ganops.models import build_models
 from ganops.stages import common as stages_common
 from ganops.training.loop import Hooks, fit

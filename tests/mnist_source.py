@@ -47,7 +47,7 @@ def user_cache_dir(env: Mapping[str, str]) -> Path:
 
 def download_into(directory: Path) -> None:
     """ganops' own download from the public mirrors, verified by content checksum."""
-    from ganops.data import download
+    from ganops.dataset_download import download
 
     download("mirrors", "mnist", out_dir=directory)
 

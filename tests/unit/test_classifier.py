@@ -15,9 +15,9 @@ from ganops import devices
 from ganops.checkpoints import save_generator
 from ganops.classifier import load_classifier, save_classifier
 from ganops.config import ClassifierConfig, params_from_dict
-from ganops.data import load_split
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
+from ganops.idx_files import load_split
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models import build_models

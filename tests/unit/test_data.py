@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ganops import data
-from ganops.data import DATASETS, download, load_split, normalize, read_idx, require_images
+from ganops import dataset_download
+from ganops.data import require_images
+from ganops.dataset_download import download
+from ganops.datasets import DATASETS
 from ganops.errors import DataError
+from ganops.idx_files import load_split, normalize, read_idx
 from tests.idx_files import idx_bytes
 
 MNIST = DATASETS["mnist"]
@@ -121,8 +124,8 @@ def test_offline_mirrors_say_how_to_use_a_local_copy(
         calls.append(url)
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
-    monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(dataset_download.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(dataset_download.time, "sleep", lambda seconds: None)
     with pytest.raises(DataError) as info:
         download("mirrors", "mnist", out_dir=tmp_path / "raw")
     message = str(info.value)

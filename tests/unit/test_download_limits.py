@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ganops import data
+from ganops import datasets
 from ganops.config import DataConfig
-from ganops.data import DatasetSpec, DownloadLimits, download
+from ganops.dataset_download import DownloadLimits, download
+from ganops.datasets import DatasetSpec
 from ganops.errors import DataError
 from ganops.stages import download as download_stage
 from tests.idx_files import tiny_dataset
@@ -47,7 +48,7 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[DatasetSpec, 
         sha256={name: hashlib.sha256(c).hexdigest() for name, c in contents.items()},
         counts=(3, 2),
     )
-    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    monkeypatch.setitem(datasets.DATASETS, "tiny", spec)
     return spec, source
 
 
@@ -122,7 +123,7 @@ def test_a_tiny_dataset_downloads_over_http_within_its_caps(
 ) -> None:
     """The caps admit a level-0 gzip: the largest any copy of the content can be."""
     files = download(serve(files_from), "tiny", out_dir=tmp_path / "raw", limits=FAST)
-    assert files == data.DATASETS["tiny"].sha256
+    assert files == datasets.DATASETS["tiny"].sha256
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted([*files, "manifest.json"])
     assert leftovers(tmp_path) == []
 
@@ -163,7 +164,7 @@ def test_a_silent_source_fails_at_the_deadline_too(
 def test_an_endless_body_stops_at_the_byte_cap(
     serve: Callable[[Behaviour], str], tmp_path: Path
 ) -> None:
-    cap = data.DATASETS["tiny"].max_download_bytes("train-images-idx3-ubyte.gz")
+    cap = datasets.DATASETS["tiny"].max_download_bytes("train-images-idx3-ubyte.gz")
     with pytest.raises(DataError) as error:
         download(serve(endless), "tiny", out_dir=tmp_path / "raw", limits=FAST)
     assert f"more than {cap:,} bytes" in one_line(error)
@@ -207,7 +208,7 @@ def test_a_huge_file_in_a_source_directory_is_capped_too(
 
 
 def test_mnist_caps_admit_any_gzip_of_the_data_and_little_more() -> None:
-    mnist = data.DATASETS["mnist"]
+    mnist = datasets.DATASETS["mnist"]
     assert mnist.idx_size("train-images-idx3-ubyte.gz") == 16 + 60_000 * 28 * 28
     assert mnist.idx_size("t10k-labels-idx1-ubyte.gz") == 8 + 10_000
     for name in mnist.sha256:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ganops import data
+from ganops import datasets
 from ganops.cli import app
-from ganops.data import DatasetSpec, download
+from ganops.dataset_download import download
+from ganops.datasets import DatasetSpec
 from ganops.errors import DataError, OutputError, UsageError
 from tests.idx_files import tiny_dataset
 
@@ -41,12 +42,12 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         sha256={name: hashlib.sha256(c).hexdigest() for name, c in contents.items()},
         counts=(3, 2),
     )
-    monkeypatch.setitem(data.DATASETS, "mnist", spec)
+    monkeypatch.setitem(datasets.DATASETS, "mnist", spec)
     return directory
 
 
 def owned() -> list[str]:
-    return [*data.DATASETS["mnist"].sha256, MANIFEST]
+    return [*datasets.DATASETS["mnist"].sha256, MANIFEST]
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -61,7 +62,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 def recompressed(source: Path, into: Path) -> Path:
     """The same content gzipped at level 0: other bytes, same checksums."""
     into.mkdir()
-    for name in data.DATASETS["mnist"].sha256:
+    for name in datasets.DATASETS["mnist"].sha256:
         content = gzip.decompress((source / name).read_bytes())
         (into / name).write_bytes(gzip.compress(content, compresslevel=0, mtime=0))
     return into
@@ -80,7 +81,7 @@ def test_other_entries_of_out_survive(source: Path, tmp_path: Path) -> None:
     after = snapshot(out)
     assert {k: after[k] for k in others} == others
     assert set(after) == set(others) | set(owned())
-    for name in data.DATASETS["mnist"].sha256:
+    for name in datasets.DATASETS["mnist"].sha256:
         assert after[name] == (source / name).read_bytes()
     assert json.loads(after[MANIFEST])["dataset"] == "mnist"
 
@@ -162,7 +163,7 @@ def test_the_manifest_is_never_beside_a_mixed_set(
     out = tmp_path / "raw"
     old_source = recompressed(source, tmp_path / "level0")
     download(str(old_source), "mnist", out_dir=out)
-    gz = list(data.DATASETS["mnist"].sha256)
+    gz = list(datasets.DATASETS["mnist"].sha256)
     old = {name: (old_source / name).read_bytes() for name in gz}
     new = {name: (source / name).read_bytes() for name in gz}
     real_replace = os.replace

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 import ganops.training.loop
 from ganops.config import ModelConfig, TrainConfig
-from ganops.data import normalize
+from ganops.idx_files import normalize
 from ganops.models import Dropout, build_models
 from ganops.training.loop import fit
 from ganops.training.step import GAN, build_gan, train_iteration

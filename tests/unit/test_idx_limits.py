@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from ganops.config import DataConfig
-from ganops.data import DATASETS, read_idx
+from ganops.datasets import DATASETS
 from ganops.errors import DataError
+from ganops.idx_files import read_idx
 from ganops.stages import prepare
 
 T = TypeVar("T")

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from ganops.cli import app
 from ganops.config import SECTIONS, Params, params_from_dict
-from ganops.data import read_idx
 from ganops.errors import ConfigError, DataError
+from ganops.idx_files import read_idx
 from ganops.params_file import load_params
 
 KEYS = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in SECTIONS.items()}

@@ -208,12 +208,12 @@ def test_cli_sample_refuses_a_special_out_with_exit_2(place: Path, case: str) ->
 def test_cli_download_refuses_a_special_owned_file_before_fetching(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ganops import data
+    from ganops import dataset_download
 
     def no_fetch(*args: object) -> None:
         pytest.fail("fetched before checking the destination")
 
-    monkeypatch.setattr(data, "_fetch_one", no_fetch)
+    monkeypatch.setattr(dataset_download, "_fetch_one", no_fetch)
     out = tmp_path / "raw"
     out.mkdir()
     link(out / "manifest.json", DEV_NULL)

@@ -11,7 +11,8 @@ from types import FrameType
 
 from ganops import outputs
 from ganops.config import DataConfig
-from ganops.data import DATASETS, dataset_manifest, download
+from ganops.dataset_download import download
+from ganops.datasets import DATASETS, dataset_manifest
 from ganops.progress import Progress
 
 MANIFEST = outputs.MANIFEST
@@ -19,7 +20,7 @@ MANIFEST = outputs.MANIFEST
 
 def run(cfg: DataConfig, out_dir: Path) -> dict[str, object]:
     """Download ``cfg.dataset`` from ``cfg.source`` into ``out_dir`` with its manifest;
-    return the manifest. Only those files of ``out_dir`` are replaced (``data.download``)."""
+    return the manifest. Only those files of ``out_dir`` are replaced (``dataset_download.download``)."""
     with (
         sigterm_unwinds(),
         Progress(total=0, desc=f"download {cfg.dataset}", unit="B", interval=5.0) as bar,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from ganops import outputs
 from ganops.config import DataConfig
-from ganops.data import SPLITS, load_split
+from ganops.datasets import SPLITS
 from ganops.errors import DataError
 from ganops.files import MAX_JSON_BYTES, file_sha256, parse_json, save_torch, write_json
+from ganops.idx_files import load_split
 from ganops.stages.download import MANIFEST
 
 

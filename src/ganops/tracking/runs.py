@@ -207,7 +207,7 @@ def _training_dataset(params: Params, tags: dict[str, str]) -> Any:
     source: Any
     if data.source.startswith(("http://", "https://")):
         source = HTTPDatasetSource(url=data.source)
-    elif data.source == "mirrors":  # no one place: the list of mirrors is in ganops.data
+    elif data.source == "mirrors":  # no one place: the list of mirrors is in ganops.datasets
         source = CodeDatasetSource(tags={"data.source": data.source})
     else:
         with warnings.catch_warnings():
