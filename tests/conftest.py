@@ -58,6 +58,9 @@ def tiny_params(tmp_path: Path, mnist: Path, **overrides: dict[str, Any]) -> dic
             "log_every": 2,
             "grid_size": 16,
             "precision": "fp32",
+            "score_every": 1,  # per-epoch scoring on, within the 128 test images
+            "score_samples": 64,
+            "keep": "last",
         },
         "classifier": {"epochs": 3, "batch_size": 64, "device": "cpu", "precision": "fp32"},
         "evaluate": {
