@@ -72,7 +72,7 @@ def load_generator(path: Path | None, device: torch.device) -> tuple[nn.Module, 
         torch.manual_seed(0)
         generator, _ = build_models(ModelConfig(arch="mlp"))
         return generator.to(device).eval(), ModelConfig().latent_dim
-    from ganops.checkpoints import load_generator as load
+    from ganops.generator_file import load_generator as load
 
     generator, model_cfg = load(path)
     return generator.to(device).eval(), model_cfg.latent_dim

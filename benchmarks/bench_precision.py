@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ganops.checkpoints import load_generator
+from ganops.generator_file import load_generator
 from ganops.idx_files import load_split
 from ganops.inception_weights import build_inception
 from ganops.metrics.features import CompiledInception, extract_features

@@ -33,13 +33,14 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from ganops.checkpoints import CHECKPOINT_FORMAT, load_generator, read_model_file
+from ganops.checkpoints import CHECKPOINT_FORMAT
 from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, ModelConfig, params_from_dict
 from ganops.data import load_prepared
 from ganops.devices import resolve_precision
 from ganops.feature_cache import real_and_fake_features
 from ganops.files import file_sha256
+from ganops.generator_file import load_generator, read_model_file
 from ganops.inception_weights import resolve_inception_weights, weights_fingerprint
 from ganops.metrics.features import tensor_digest
 from ganops.metrics.fid import fid_from_features

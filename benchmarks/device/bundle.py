@@ -51,8 +51,8 @@ def measure(converted: Path, generator_path: Path, real: Path, count: int) -> No
     fp16-rounded ones, and how far the features move: what a device FID may be off by."""
     import tempfile
 
-    from ganops.checkpoints import load_generator
     from ganops.data import load_prepared
+    from ganops.generator_file import load_generator
     from ganops.inception_weights import build_inception
     from ganops.metrics.features import extract_features
     from ganops.metrics.fid import fid_from_features

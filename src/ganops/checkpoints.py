@@ -1,86 +1,31 @@
-"""Model files: what they hold, how they are written (atomically) and read (safely)."""
+"""Training checkpoints (``models/checkpoint.pt``): everything a run needs to continue, and
+what must match for it to be resumed (the model, the trajectory params, the data)."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ganops.config import (
-    ARCHS,
     ROLE_OPERATIONAL,
     ModelConfig,
     Params,
     TrainConfig,
     keys_with_role,
-    params_from_dict,
 )
-from ganops.errors import CheckpointError, ConfigError
+from ganops.errors import CheckpointError
 from ganops.files import save_torch
+from ganops.generator_file import read_model_file
 from ganops.models import build_models
-from ganops.outputs import BEST_GENERATOR, GENERATOR
 from ganops.untrusted_state import (
-    bad_values,
     checkpoint_misfit,
-    load_checked,
     on_meta_device,
-    state_misfit,
 )
 
-GENERATOR_FORMAT = "ganops-generator/1"
 CHECKPOINT_FORMAT = "ganops-checkpoint/1"
 
 
-def scored_generator(models_dir: Path, which: str) -> Path:
-    """The generator file ``train.keep`` names: 'last', or 'best' where training saved
-    one (a run without in-training scores has only the last)."""
-    best = models_dir / BEST_GENERATOR
-    return best if which == "best" and best.is_file() else models_dir / GENERATOR
-
-
-EpochScore = Callable[[nn.Module, int], dict[str, float]]
-
-
-def keeping_best(
-    evaluate_epoch: EpochScore,
-    model: ModelConfig,
-    *,
-    models_dir: Path,
-    earlier: Iterable[float] = (),
-) -> EpochScore:
-    """``evaluate_epoch`` that also saves the generator of the lowest fcd so far as
-    ``models_dir/generator_best.pt`` (model selection by quality); ``earlier``: the fcd of a
-    resumed run's scored epochs, so it remembers their best."""
-    best = [min(earlier, default=math.inf)]
-
-    def evaluate(generator: nn.Module, epoch: int) -> dict[str, float]:
-        quality = evaluate_epoch(generator, epoch)
-        if quality and quality["fcd"] < best[0]:
-            best[0] = quality["fcd"]
-            save_generator(generator, model, path=models_dir / BEST_GENERATOR)
-        return quality
-
-    return evaluate
-
-
-def save_generator(generator: nn.Module, model: ModelConfig, *, path: Path) -> None:
-    """The generator alone (EMA weights when enabled) with the config that rebuilds it."""
-    save_torch(
-        {
-            "format": GENERATOR_FORMAT,
-            "model": dataclasses.asdict(model),
-            "state_dict": generator.state_dict(),
-        },
-        path,
-    )
-
-
-# Train keys that do not change the trajectory: a run may resume with them changed.
 # train.* keys a run may resume across: those the schema marks operational (config.py).
 RESUME_FREE_KEYS = keys_with_role(TrainConfig, ROLE_OPERATIONAL)
 
@@ -174,91 +119,3 @@ def _check_restorable(blob: dict[str, Any], params: Params, *, path: Path, fix: 
     problem = checkpoint_misfit(blob, generator, discriminator)
     if problem:
         raise CheckpointError(f"{path}: cannot be resumed: {problem}; {fix}")
-
-
-def read_model_file(
-    path: Path,
-    expected_format: str,
-    *,
-    missing_hint: str = "run `ganops train` (or `dvc repro`) first",
-) -> dict[str, Any]:
-    """The dict saved in a ganops model file of ``expected_format``, loaded safely on the CPU."""
-    import torch
-
-    try:
-        # weights_only: a crafted file cannot execute code when loaded.
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found; {missing_hint}") from None
-    except Exception as error:  # unpickling failures come in many types
-        raise CheckpointError(f"{path}: not a loadable ganops model file ({error})") from None
-    if not isinstance(blob, dict) or blob.get("format") != expected_format:
-        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise CheckpointError(f"{path}: format {found!r}, expected {expected_format!r}")
-    return blob
-
-
-def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:
-    """Rebuild the generator saved by ``save_generator``, in eval mode on the CPU."""
-    blob = read_model_file(path, GENERATOR_FORMAT)
-    fix = "train again to rewrite it"
-    if not isinstance(blob.get("model"), dict):
-        raise CheckpointError(f"{path}: stored model config is missing; {fix}")
-    try:
-        model_cfg = params_from_dict({"model": blob["model"]}).model
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: stored model config is invalid ({error})") from None
-    # Built on the meta device first: a config read from the file sizes no memory until the
-    # file's own tensors are known to fit it (and loading draws no random numbers).
-    skeleton, _ = on_meta_device(lambda: build_models(model_cfg))
-    state = blob.get("state_dict")
-    problem = state_misfit(state, skeleton)
-    if problem:
-        found = _weights_arch(state, model_cfg)
-        what = (
-            f"its weights are a {found!r} generator but its stored config says"
-            if found
-            else "its weights do not fit the generator its stored config describes,"
-        )
-        raise CheckpointError(
-            f"{path}: {what} model.arch={model_cfg.arch!r} (the file is inconsistent; {fix}) "
-            f"({problem})"
-        )
-    assert isinstance(state, dict)  # state_misfit checked it
-    problem = bad_values(state)
-    if problem:
-        raise CheckpointError(
-            f"{path}: {problem}, so every image would be NaN (black); the training run "
-            "diverged or the file was edited. Train again, e.g. with a lower train.lr_g/train.lr_d"
-        )
-    generator = load_checked(skeleton, state)
-    _check_finite(generator, path)  # float64 weights past float32's range become inf
-    return generator.eval(), model_cfg
-
-
-def _check_finite(module: nn.Module, path: Path) -> None:
-    """Refuse NaN/inf weights: they would give black (NaN -> 0) images a finite FID."""
-    import torch
-
-    bad = [
-        name
-        for name, tensor in module.state_dict().items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ]
-    if bad:
-        raise CheckpointError(
-            f"{path}: {len(bad)} weight tensors hold NaN or inf values (first: {bad[0]}); "
-            "the training run diverged. Train again, e.g. with a lower train.lr_g/train.lr_d"
-        )
-
-
-def _weights_arch(state: object, model_cfg: ModelConfig) -> str | None:
-    """Which architecture's parameter names ``state`` has, if any (for error messages)."""
-    if not isinstance(state, dict):
-        return None
-    for arch in ARCHS:
-        other = dataclasses.replace(model_cfg, arch=arch)
-        candidate, _ = on_meta_device(functools.partial(build_models, other))
-        if arch != model_cfg.arch and set(candidate.state_dict()) == set(state):
-            return arch
-    return None

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ganops.checkpoints import read_model_file
 from ganops.data import read_meta
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
+from ganops.generator_file import read_model_file
 from ganops.models import NUM_CLASSES
 from ganops.models.classifier import Classifier
 from ganops.untrusted_state import bad_values, load_checked, on_meta_device, state_misfit

@@ -432,7 +432,7 @@ def gate(
     config = _params(params)
     promotion = None
     if promote:
-        from ganops.checkpoints import scored_generator
+        from ganops.generator_file import scored_generator
 
         generator = scored_generator(models, config.train.keep)
         promotion = gating.promotion_target(config.tracking, train_out, generator=generator)

@@ -114,8 +114,8 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tmp_path: Path, params_file
 def test_sample_with_a_digit_for_an_unconditional_model_is_one_line_exit_2(
     tmp_path: Path,
 ) -> None:
-    from ganops.checkpoints import save_generator
     from ganops.config import params_from_dict
+    from ganops.generator_file import save_generator
     from ganops.models import build_models
 
     params = params_from_dict({"model": {"arch": "mlp", "latent_dim": 4, "g_hidden": [8]}})

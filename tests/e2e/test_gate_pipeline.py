@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ganops.checkpoints import save_generator
 from ganops.config import params_from_dict
+from ganops.generator_file import save_generator
 from ganops.metrics.names import metric_name
 from ganops.models import build_models
 from tests.conftest import ROOT, run_ganops, tiny_params, write_params

@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 import torch
 
-from ganops.checkpoints import load_generator, load_resumable, save_checkpoint, save_generator
+from ganops.checkpoints import load_resumable, save_checkpoint
 from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError
+from ganops.generator_file import load_generator, save_generator
 from ganops.models import build_models
 from ganops.training.loop import LoopState
 from ganops.training.run import gan_state

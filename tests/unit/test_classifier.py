@@ -12,11 +12,11 @@ import torch
 from torch import Tensor, nn
 
 from ganops import devices
-from ganops.checkpoints import save_generator
 from ganops.classifier import load_classifier, save_classifier
 from ganops.config import ClassifierConfig, params_from_dict
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
+from ganops.generator_file import save_generator
 from ganops.idx_files import load_split
 from ganops.metrics.classes import expected_class_share
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator

@@ -19,16 +19,12 @@ import torch
 from typer.testing import CliRunner
 
 from ganops import inception_weights as inception
-from ganops.checkpoints import (
-    load_generator,
-    load_resumable,
-    save_checkpoint,
-    save_generator,
-)
+from ganops.checkpoints import load_resumable, save_checkpoint
 from ganops.classifier import load_classifier, save_classifier
 from ganops.cli import app
 from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError, DataError, GanopsError
+from ganops.generator_file import load_generator, save_generator
 from ganops.inception_weights import build_inception
 from ganops.models import build_models
 from ganops.models.classifier import Classifier

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 
 from ganops import run_reference
-from ganops.checkpoints import save_generator
 from ganops.config import EvaluateConfig, Params, params_from_dict
 from ganops.files import file_sha256, save_torch
+from ganops.generator_file import save_generator
 from ganops.models import build_models
 from ganops.stages import evaluate
 from ganops.stages.scoring import Scores

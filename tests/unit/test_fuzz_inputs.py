@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from ganops.checkpoints import save_generator
 from ganops.cli import app
 from ganops.config import params_from_dict
+from ganops.generator_file import save_generator
 from ganops.models import build_models
 
 SETTINGS = settings(

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
             "dataset_download",
             "idx_files",
             "data",
+            "generator_file",
             "checkpoints",
             "kept_checkpoint",
             "untrusted_state",

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from ganops.checkpoints import keeping_best, load_generator, scored_generator
 from ganops.config import params_from_dict
 from ganops.errors import DataError
+from ganops.generator_file import keeping_best, load_generator, scored_generator
 from ganops.models import build_models
 from ganops.outputs import BEST_GENERATOR, GENERATOR, TEST_IMAGES
 from ganops.stages.train_files import epoch_evaluator
@@ -58,8 +58,8 @@ def test_loading_model_files_draws_no_random_numbers(tmp_path: Path) -> None:
     """Per-epoch scoring loads the classifier after the GAN's weights are drawn and before
     training: if loading drew numbers (a module's throwaway init), every dropout mask of the
     run would move, and a run with scoring would train another GAN than one without."""
-    from ganops.checkpoints import save_generator
     from ganops.classifier import load_classifier, save_classifier
+    from ganops.generator_file import save_generator
     from ganops.models.classifier import Classifier
 
     save_classifier(Classifier(), tmp_path / "classifier.pt", dataset_sha256="x", accuracy=1.0)

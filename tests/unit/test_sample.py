@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ganops.checkpoints import save_generator
 from ganops.config import params_from_dict
 from ganops.errors import UsageError
+from ganops.generator_file import save_generator
 from ganops.models import build_models
 from ganops.stages import sample
 from ganops.stages.sample import sample_inputs, slerp

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from ganops import outputs
-from ganops.checkpoints import load_generator
 from ganops.config import params_from_dict
+from ganops.generator_file import load_generator
 from ganops.stages.train_files import checkpoint_writer, resume_or_start, snapshot_rows
 from ganops.training.loop import Hooks
 from ganops.training.run import TrainData, new_gan, train

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ganops.checkpoints import save_generator
 from ganops.cli import app
 from ganops.config import params_from_dict
 from ganops.errors import UsageError
@@ -30,6 +29,7 @@ from ganops.files import (
     staging_dir,
     write_json,
 )
+from ganops.generator_file import save_generator
 from ganops.models import build_models
 
 DEV_NULL = Path("/dev/null")

@@ -131,8 +131,8 @@ def test_ganops_sample_draws_the_champion_by_its_model_uri(
     import mlflow
     from typer.testing import CliRunner
 
-    from ganops.checkpoints import save_generator
     from ganops.cli import app
+    from ganops.generator_file import save_generator
     from ganops.tracking.runs import CHAMPION, log_training_outputs
 
     params = _params("sampled-gen")

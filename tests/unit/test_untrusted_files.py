@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ganops.checkpoints import load_generator
 from ganops.data import load_prepared
 from ganops.errors import GanopsError
+from ganops.generator_file import load_generator
 from ganops.inception_weights import resolve_inception_weights
 
 

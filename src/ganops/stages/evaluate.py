@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ganops import outputs, run_reference
-from ganops.checkpoints import load_generator, scored_generator
 from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, Params
 from ganops.data import META_FILE, load_prepared, read_meta, require_images
 from ganops.errors import DataError, warn
 from ganops.files import ensure_writable, file_sha256, write_json, write_text
+from ganops.generator_file import load_generator, scored_generator
 from ganops.metrics.classes import classes_csv, expected_class_share
 from ganops.metrics.kid import whole_sets
 from ganops.metrics.names import family_of

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ganops.checkpoints import load_generator
 from ganops.errors import CheckpointError, UsageError
 from ganops.files import check_output_file
+from ganops.generator_file import load_generator
 from ganops.images import VIEW_SCALE, grid_array, save_png
 from ganops.models import NUM_CLASSES
 from ganops.models.sampling import NonFiniteSamples, sample_images

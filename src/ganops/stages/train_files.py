@@ -19,19 +19,18 @@ import torch
 from torch import Tensor
 
 from ganops import outputs, run_reference
-from ganops.checkpoints import (
-    EpochScore,
-    keeping_best,
-    load_generator,
-    load_resumable,
-    save_checkpoint,
-    save_generator,
-    scored_generator,
-)
+from ganops.checkpoints import load_resumable, save_checkpoint
 from ganops.classifier import load_classifier
 from ganops.config import Params
 from ganops.data import load_prepared, require_images
 from ganops.files import remove_stale_temps, write_csv
+from ganops.generator_file import (
+    EpochScore,
+    keeping_best,
+    load_generator,
+    save_generator,
+    scored_generator,
+)
 from ganops.images import VIEW_SCALE, grid_array, save_png
 from ganops.metrics.epoch import QUALITY_NAMES, EpochEvaluator
 from ganops.models.sampling import sample_images
