@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ganops import run_reference
+from ganops import mlflow_run_file
 from ganops.baseline import baseline_file, compare_scoring
 from ganops.config import GateConfig, TrackingConfig
 from ganops.errors import DataError, GanopsError, TrackingError, output_error
@@ -192,8 +192,8 @@ def promotion_target(cfg: TrackingConfig, train_dir: Path, *, generator: Path) -
     promote; checked before gating, so a bad setup is exit 2, not a gate result."""
     if not cfg.enabled or not cfg.registered_model:
         raise DataError("--promote needs tracking.enabled: true and a tracking.registered_model")
-    run_ref = run_reference.read(train_dir, generator)
-    reference = train_dir / run_reference.FILE_NAME
+    run_ref = mlflow_run_file.read(train_dir, generator)
+    reference = train_dir / mlflow_run_file.FILE_NAME
     if run_ref is None:
         raise DataError(
             f"{reference}: no tracked training run recorded for {generator}; nothing to "

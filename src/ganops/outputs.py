@@ -34,7 +34,7 @@ LOSSES = "losses.csv"
 QUALITY = "quality.csv"
 SAMPLES = "samples.png"
 CURVES = "curves.png"  # losses.csv and quality.csv drawn (opens offline)
-RUN_REFERENCE = "mlflow_run.json"  # the MLflow run evaluate logs to (ganops.run_reference)
+RUN_REFERENCE = "mlflow_run.json"  # the MLflow run evaluate logs to (ganops.mlflow_run_file)
 
 # evaluate: OUT/
 METRICS = "metrics.json"

@@ -26,10 +26,10 @@ from ganops.config import Params, params_from_dict
 from ganops.errors import CheckpointError, DataError, GanopsError
 from ganops.generator_file import load_generator, save_generator
 from ganops.inception_weights import build_inception
+from ganops.mlflow_run_file import read as read_run_reference
 from ganops.models import build_models
 from ganops.models.classifier import Classifier
 from ganops.models.sampling import NonFiniteSamples, generated_batches
-from ganops.run_reference import read as read_run_reference
 from ganops.stages import prepare, sample
 from ganops.training.loop import LoopState
 from ganops.training.run import gan_state

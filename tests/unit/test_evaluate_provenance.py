@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ganops import run_reference
+from ganops import mlflow_run_file
 from ganops.config import EvaluateConfig, Params, params_from_dict
 from ganops.files import file_sha256, save_torch
 from ganops.generator_file import save_generator
@@ -66,7 +66,7 @@ def test_metrics_json_records_the_scored_generator_and_its_run(
 
     params = _setup(tmp_path, monkeypatch, tracked=True)
     generator = tmp_path / "models/generator.pt"
-    run_reference.write(
+    mlflow_run_file.write(
         tmp_path / "train", {"run_id": "run-9", "uri": "sqlite:///x.db"}, generators=[generator]
     )
     logged: list[dict[str, float]] = []

@@ -145,7 +145,7 @@ def test_a_baseline_without_newer_metrics_compares_what_both_have() -> None:
 
 
 def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> None:
-    from ganops import run_reference
+    from ganops import mlflow_run_file
     from ganops.config import TrackingConfig
 
     generator = tmp_path / "generator.pt"
@@ -154,10 +154,10 @@ def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> No
         gate.promotion_target(TrackingConfig(registered_model=""), tmp_path, generator=generator)
     with pytest.raises(DataError, match="no tracked training run recorded"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
-    run_reference.write(tmp_path, {}, generators=[generator])
+    mlflow_run_file.write(tmp_path, {}, generators=[generator])
     with pytest.raises(DataError, match="no tracked training run recorded"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
-    run_reference.write(tmp_path, {"run_id": "abc", "uri": "u"}, generators=[generator])
+    mlflow_run_file.write(tmp_path, {"run_id": "abc", "uri": "u"}, generators=[generator])
     target = gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
     assert target.run_ref == {"run_id": "abc", "uri": "u"} and target.generator == generator
 
@@ -165,19 +165,19 @@ def test_promotion_needs_a_tracked_run_and_a_registry_name(tmp_path: Path) -> No
 def test_a_run_reference_for_other_generator_bytes_is_refused(tmp_path: Path) -> None:
     """The interrupted-train case: a new generator.pt beside the previous run's reference
     must not be promoted (or scored) as that run."""
-    from ganops import run_reference
+    from ganops import mlflow_run_file
     from ganops.config import TrackingConfig
 
     generator = tmp_path / "generator.pt"
     generator.write_bytes(b"old weights")
-    run_reference.write(tmp_path, {"run_id": "old-run", "uri": "u"}, generators=[generator])
+    mlflow_run_file.write(tmp_path, {"run_id": "old-run", "uri": "u"}, generators=[generator])
     generator.write_bytes(b"new weights")
     with pytest.raises(DataError, match="written for another generator"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=generator)
     with pytest.raises(DataError, match="written for another generator"):
-        run_reference.read(tmp_path, generator)
-    run_reference.clear(tmp_path)
-    assert run_reference.read(tmp_path, generator) is None
+        mlflow_run_file.read(tmp_path, generator)
+    mlflow_run_file.clear(tmp_path)
+    assert mlflow_run_file.read(tmp_path, generator) is None
 
 
 def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
@@ -187,34 +187,34 @@ def test_only_the_generator_the_run_logged_is_scored_into_or_promoted_as_it(
     last generator, so the best one's metrics must not be logged to it, nor promoted."""
     import json
 
-    from ganops import run_reference
+    from ganops import mlflow_run_file
     from ganops.config import TrackingConfig
 
     last, best = tmp_path / "generator.pt", tmp_path / "generator_best.pt"
     last.write_bytes(b"last weights")
     best.write_bytes(b"best weights")
     ref = {"run_id": "abc", "uri": "u"}
-    run_reference.write(tmp_path, ref, generators=[last, best], model=last)
-    assert run_reference.read(tmp_path, last) == ref
+    mlflow_run_file.write(tmp_path, ref, generators=[last, best], model=last)
+    assert mlflow_run_file.read(tmp_path, last) == ref
     with pytest.raises(DataError, match=r"logged generator\.pt as its model, so generator_best"):
-        run_reference.read(tmp_path, best)
+        mlflow_run_file.read(tmp_path, best)
     with pytest.raises(DataError, match=r"train\.keep back"):
         gate.promotion_target(TrackingConfig(), tmp_path, generator=best)
     # Trained with 'best', whose file then went missing: 'best' falls back to the last.
-    run_reference.write(tmp_path, ref, generators=[last, best], model=best)
+    mlflow_run_file.write(tmp_path, ref, generators=[last, best], model=best)
     best.unlink()
     with pytest.raises(
         DataError, match=r"generator_best\.pt as its model, and that file is missing"
     ):
-        run_reference.read(tmp_path, last)
+        mlflow_run_file.read(tmp_path, last)
     best.write_bytes(b"best weights")
-    run_reference.write(tmp_path, ref, generators=[last, best], model=last)
+    mlflow_run_file.write(tmp_path, ref, generators=[last, best], model=last)
     # A reference from before the model was recorded names no model: both still read.
-    path = tmp_path / run_reference.FILE_NAME
+    path = tmp_path / mlflow_run_file.FILE_NAME
     older = json.loads(path.read_text())
     del older["model"]
     path.write_text(json.dumps(older))
-    assert run_reference.read(tmp_path, best) == ref
+    assert mlflow_run_file.read(tmp_path, best) == ref
 
 
 def test_a_summary_in_a_missing_directory_fails_before_any_verdict(

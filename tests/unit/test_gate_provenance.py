@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from ganops import gate, run_reference
+from ganops import gate, mlflow_run_file
 from ganops.cli import app
 from ganops.config import GateConfig
 from ganops.errors import DataError
@@ -34,7 +34,7 @@ def _project(tmp_path: Path, *, uri: str = "", run_id: str = "run-1") -> dict[st
     train = tmp_path / "train"
     train.mkdir()
     uri = uri or f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_reference.write(train, {"run_id": run_id, "uri": uri}, generators=[generator])
+    mlflow_run_file.write(train, {"run_id": run_id, "uri": uri}, generators=[generator])
     params = tmp_path / "params.yaml"
     params.write_text("gate:\n  max_fid: 50\n", encoding="utf-8")
     return {"generator": generator, "train": train, "params": params}

@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
             "kept_checkpoint",
             "untrusted_state",
             "classifier",
-            "run_reference",
+            "mlflow_run_file",
             "metrics_file",
             "baseline",
             "dvc_overrides",

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ganops import outputs, run_reference
+from ganops import mlflow_run_file, outputs
 from ganops.classifier import load_classifier
 from ganops.config import EvaluateConfig, Params
 from ganops.data import META_FILE, load_prepared, read_meta, require_images
@@ -64,7 +64,7 @@ def run(
     generator_sha256 = None if floor else file_sha256(generator_path)
     # Checked before minutes of Inception: the metrics must go to this generator's own run.
     tracked = not floor and params.tracking.enabled
-    run_ref = run_reference.read(train_dir, generator_path) if tracked else None
+    run_ref = mlflow_run_file.read(train_dir, generator_path) if tracked else None
     test_path, train_path = data_dir / outputs.TEST_IMAGES, data_dir / outputs.TRAIN_IMAGES
     real, real_labels = load_prepared(test_path)
     require_images(real, n, key="evaluate.num_samples", path=test_path)

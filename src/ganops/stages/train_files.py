@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ganops import outputs, run_reference
+from ganops import mlflow_run_file, outputs
 from ganops.checkpoints import load_resumable, save_checkpoint
 from ganops.classifier import load_classifier
 from ganops.config import Params
@@ -51,8 +51,8 @@ def resume_or_start(
     if main:
         remove_stale_temps(models_dir)  # writes cut short by kill -9 (a live writer's stay)
     resume = None if fresh else load_resumable(checkpoint_path, params, data_id=data_id)
-    if main:  # the old run's reference must not outlive it (ganops.run_reference)
-        run_reference.clear(out_dir)
+    if main:  # the old run's reference must not outlive it (ganops.mlflow_run_file)
+        mlflow_run_file.clear(out_dir)
         if resume is None:
             (models_dir / outputs.BEST_GENERATOR).unlink(missing_ok=True)
             shutil.rmtree(models_dir / outputs.SNAPSHOTS, ignore_errors=True)
@@ -183,7 +183,7 @@ def write_outputs(
     generators = [last, models_dir / outputs.BEST_GENERATOR]
     # The generator evaluate scores (and gate --promote promotes): last or best.
     scored = scored_generator(models_dir, params.train.keep)
-    run_reference.write(
+    mlflow_run_file.write(
         out_dir,
         run_ref,
         generators=[path for path in generators if path.is_file()],
