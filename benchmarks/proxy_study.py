@@ -40,7 +40,7 @@ from ganops.data import load_prepared
 from ganops.devices import resolve_precision
 from ganops.feature_cache import real_and_fake_features
 from ganops.files import file_sha256
-from ganops.generator_file import load_generator, read_model_file
+from ganops.generator_file import load_generator
 from ganops.inception_weights import resolve_inception_weights, weights_fingerprint
 from ganops.metrics.features import tensor_digest
 from ganops.metrics.fid import fid_from_features
@@ -50,6 +50,7 @@ from ganops.models import build_models
 from ganops.models.classifier import Classifier, Outputs, classify
 from ganops.models.sampling import generated_batches
 from ganops.stages.train_files import snapshot_rows
+from ganops.untrusted_state import read_model_file
 
 HEADLINE = "fid_10k"
 CHEAP = ("fcd_1k", "fcd_2k", "fid_2k", "kid_2k")

@@ -16,12 +16,8 @@ from ganops.config import (
 )
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
-from ganops.generator_file import read_model_file
 from ganops.models import build_models
-from ganops.untrusted_state import (
-    checkpoint_misfit,
-    on_meta_device,
-)
+from ganops.untrusted_state import checkpoint_misfit, on_meta_device, read_model_file
 
 CHECKPOINT_FORMAT = "ganops-checkpoint/1"
 

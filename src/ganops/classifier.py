@@ -9,10 +9,15 @@ from pathlib import Path
 from ganops.data import read_meta
 from ganops.errors import CheckpointError
 from ganops.files import save_torch
-from ganops.generator_file import read_model_file
 from ganops.models import NUM_CLASSES
 from ganops.models.classifier import Classifier
-from ganops.untrusted_state import bad_values, load_checked, on_meta_device, state_misfit
+from ganops.untrusted_state import (
+    bad_values,
+    load_checked,
+    on_meta_device,
+    read_model_file,
+    state_misfit,
+)
 
 CLASSIFIER_FORMAT = "ganops-classifier/2"  # 2: pooling before BatchNorm (see Classifier)
 

@@ -9,7 +9,6 @@ import functools
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -26,6 +25,7 @@ from ganops.untrusted_state import (
     bad_values,
     load_checked,
     on_meta_device,
+    read_model_file,
     state_misfit,
 )
 
@@ -74,28 +74,6 @@ def save_generator(generator: nn.Module, model: ModelConfig, *, path: Path) -> N
         },
         path,
     )
-
-
-def read_model_file(
-    path: Path,
-    expected_format: str,
-    *,
-    missing_hint: str = "run `ganops train` (or `dvc repro`) first",
-) -> dict[str, Any]:
-    """The dict saved in a ganops model file of ``expected_format``, loaded safely on the CPU."""
-    import torch
-
-    try:
-        # weights_only: a crafted file cannot execute code when loaded.
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found; {missing_hint}") from None
-    except Exception as error:  # unpickling failures come in many types
-        raise CheckpointError(f"{path}: not a loadable ganops model file ({error})") from None
-    if not isinstance(blob, dict) or blob.get("format") != expected_format:
-        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise CheckpointError(f"{path}: format {found!r}, expected {expected_format!r}")
-    return blob
 
 
 def load_generator(path: Path) -> tuple[nn.Module, ModelConfig]:

@@ -1,5 +1,7 @@
-"""Model files are read back, so untrusted: what they hold is checked against the network it
-must fit before memory is allocated for that network or anything is copied into it.
+"""Model files are read back, so untrusted: each is loaded without running code
+(``read_model_file``: weights only, its format checked), and what it holds is checked
+against the network it must fit before memory is allocated for that network or anything is
+copied into it.
 
 Each check returns why the contents do not fit (a short phrase for a one-line error), or None.
 """
@@ -8,14 +10,37 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from ganops.errors import CheckpointError
+
 T = TypeVar("T")
 M = TypeVar("M", bound=nn.Module)
+
+
+def read_model_file(
+    path: Path,
+    expected_format: str,
+    *,
+    missing_hint: str = "run `ganops train` (or `dvc repro`) first",
+) -> dict[str, Any]:
+    """The dict saved in a ganops model file of ``expected_format``, loaded safely on the CPU."""
+    try:
+        # weights_only: a crafted file cannot execute code when loaded.
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not found; {missing_hint}") from None
+    except Exception as error:  # unpickling failures come in many types
+        raise CheckpointError(f"{path}: not a loadable ganops model file ({error})") from None
+    if not isinstance(blob, dict) or blob.get("format") != expected_format:
+        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{path}: format {found!r}, expected {expected_format!r}")
+    return blob
 
 
 def on_meta_device(build: Callable[[], T]) -> T:
